@@ -1,0 +1,63 @@
+# Development and CI entry points. `make run` starts the whole platform on loopback;
+# `make test` is what CI runs (through .ci/run).
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Root runs apt-get itself; anyone else goes through sudo when there is one.
+SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null; then echo sudo; fi)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: install services chromium migrate seed run lint test fmt clean
+
+install: $(STAMP)
+
+# Reinstalled only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml
+	@if [ ! -x $(PY) ] && ! python3 -c 'import ensurepip' 2>/dev/null; then \
+		$(APT) update && $(APT) install -y python3-venv; \
+	fi
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+services: install
+	$(PY) -m espsite.devservices ensure
+
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		$(APT) update && $(APT) install -y chromium; \
+	fi
+
+# Development targets: DEBUG=1 (keys generated under var/) unless DEBUG is already set.
+run migrate seed: export DEBUG ?= 1
+
+migrate: install services
+	$(PY) manage.py migrate --noinput
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+run: install services migrate seed
+	$(PY) manage.py runstack $(if $(PORT),--port $(PORT))
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+# pytest exits 5 when it collects nothing; make passes that on as a failure.
+test: install services chromium
+	$(MAKE) --no-print-directory lint
+	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+fmt: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Caches and rebuildable files only: var/'s development keys, media and sink mail stay.
+clean:
+	rm -rf var/static var/celerybeat-schedule* .pytest_cache .ruff_cache test-results build
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -name '*.egg-info' -type d -exec rm -rf {} +

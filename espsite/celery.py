@@ -1,0 +1,78 @@
+"""The Celery app: JSON only, late acks, queues named for their work, beat in one place."""
+
+import os
+import time
+
+from celery import Celery, signals
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "espsite.settings")
+
+app = Celery("espsite")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+QUEUES = ("default", "transactional", "send", "tracking")
+
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_accept_content=["json"],
+    result_expires=24 * 3600,
+    # A task is acknowledged only once it has run; one whose worker dies comes back.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue="default",
+    task_create_missing_queues=False,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    timezone="UTC",
+)
+
+
+@app.on_after_configure.connect
+def _apply_django_limits(sender: Celery, **kwargs) -> None:
+    from django.conf import settings
+
+    # Redelivery after the visibility timeout must never race a task that is still
+    # running, so the timeout outlives the hard time limit.
+    sender.conf.broker_transport_options = {
+        "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT,
+    }
+    sender.conf.result_backend_transport_options = {
+        "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT,
+    }
+    sender.conf.task_time_limit = settings.CELERY_TASK_HARD_TIME_LIMIT
+    sender.conf.task_soft_time_limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
+    sender.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
+
+
+# Every periodic task of the platform, declared here and nowhere else.
+app.conf.beat_schedule = {
+    "worker-heartbeat-cleanup": {
+        "task": "espsite.tasks.heartbeat_prune_task",
+        "schedule": 300.0,
+    },
+}
+
+app.autodiscover_tasks()
+app.autodiscover_tasks(["espsite"])
+
+
+_worker_name: str | None = None
+
+
+@signals.celeryd_after_setup.connect
+def _remember_worker_name(sender: str, instance, **kwargs) -> None:
+    global _worker_name
+    _worker_name = sender
+
+
+@signals.heartbeat_sent.connect
+def _publish_heartbeat(sender, **kwargs) -> None:
+    """Record the worker as alive in Redis; /healthz reads these stamps."""
+    from espsite.health import heartbeat_record
+
+    heartbeat_record(worker=_worker_name or f"worker@{os.getpid()}", at=time.time())

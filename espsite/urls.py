@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from accounts.views.workspaces import home
+from espsite.views import healthz
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("", include("accounts.urls")),
+    path("w/<slug:workspace_slug>/contacts/", include("contacts.urls")),
+    path("w/<slug:workspace_slug>/campaigns/", include("campaigns.urls")),
+    path("w/<slug:workspace_slug>/sending/", include("sending.urls")),
+    path("w/<slug:workspace_slug>/reports/", include("tracking.urls")),
+]

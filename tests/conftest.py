@@ -1,0 +1,170 @@
+"""Fixtures on real parts: PostgreSQL, Redis, an SMTP server on loopback."""
+
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.test import Client
+
+from tests.factories import TEST_PASSWORD, MembershipFactory, UserFactory, WorkspaceFactory
+
+
+def _xdist_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
+def redis_test_url() -> str:
+    """Each xdist worker gets a Redis database of its own (11, 12, …), flushed freely."""
+    return f"redis://127.0.0.1:6379/{11 + _xdist_index()}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    # Hashing passwords with a million PBKDF2 rounds would dominate the suite's time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    url = redis_test_url()
+    settings.REDIS_URL = url
+    settings.CACHES["default"]["LOCATION"] = url
+    settings.CELERY_BROKER_URL = url
+    settings.CELERY_RESULT_BACKEND = url
+
+    from espsite.celery import app
+
+    app.conf.broker_url = url
+    app.conf.result_backend = url
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _real_services_answer() -> None:
+    """The suite runs on real PostgreSQL and Redis: a missing one fails, never skips."""
+    missing = [
+        name
+        for name, port in (("PostgreSQL", 5432), ("Redis", 6379))
+        if not _answers("127.0.0.1", port)
+    ]
+    if missing:
+        pytest.fail(
+            f"{' and '.join(missing)} not answering on 127.0.0.1; run `make services`.",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(redis_test_url()).flushdb()
+
+
+@pytest.fixture
+def password() -> str:
+    return TEST_PASSWORD
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def workspace(db):
+    return WorkspaceFactory()
+
+
+@pytest.fixture
+def member_client(db) -> Callable[..., Client]:
+    """A signed-in client for a new user with `role` in `workspace`."""
+
+    def make(workspace, role: str = "owner", **user_fields) -> Client:
+        membership = MembershipFactory(
+            workspace=workspace, role=role, user=UserFactory(**user_fields)
+        )
+        client = Client()
+        client.force_login(membership.user)
+        client.user = membership.user
+        client.membership = membership
+        return client
+
+    return make
+
+
+@pytest.fixture
+def operator_client(db) -> Client:
+    """A staff superuser signed in with a verified authenticator, as the admin requires."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    operator = UserFactory(is_staff=True, is_superuser=True)
+    device = TOTPDevice.objects.create(user=operator, name="phone", confirmed=True)
+    client = Client()
+    client.force_login(operator)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    client.user = operator
+    return client
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server on loopback that keeps what it receives."""
+
+    host: str
+    port: int
+    messages: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    received: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        self.received.set()
+        return "250 Message accepted"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [
+            message
+            for message, (_, rcpts) in zip(self.messages, self.envelopes, strict=True)
+            if address in rcpts
+        ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_sink(settings) -> Iterator[SmtpSink]:
+    sink = SmtpSink(host="127.0.0.1", port=_free_port())
+    controller = Controller(sink, hostname=sink.host, port=sink.port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = sink.host, sink.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    return _free_port

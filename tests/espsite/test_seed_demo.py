@@ -1,0 +1,31 @@
+import pytest
+from django.core.management import call_command
+
+from accounts.models import Membership, User, Workspace
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_is_idempotent_and_its_login_works(client, capsys):
+    call_command("seed_demo")
+    first = capsys.readouterr().out
+    counts = (User.objects.count(), Workspace.objects.count(), Membership.objects.count())
+    call_command("seed_demo")
+    assert capsys.readouterr().out == first
+    assert (User.objects.count(), Workspace.objects.count(), Membership.objects.count()) == counts
+
+    demo = Workspace.objects.get(slug="demo")
+    assert demo.status == Workspace.Status.ACTIVE
+    assert demo.postal_address
+    password = first.split("demo@example.com / ")[1].split()[0]
+    response = client.post("/accounts/login/", {"email": "demo@example.com", "password": password})
+    assert response.status_code == 302
+    assert client.get(f"/w/{demo.slug}/").status_code == 200
+    assert Membership.objects.filter(user__email="demo@example.com").count() == 2
+
+
+def test_seed_demo_password_comes_from_environment(monkeypatch, capsys):
+    monkeypatch.setenv("DEMO_PASSWORD", "another-demo-pass")
+    call_command("seed_demo")
+    assert "demo@example.com / another-demo-pass" in capsys.readouterr().out
+    assert User.objects.get(email="demo@example.com").check_password("another-demo-pass")
