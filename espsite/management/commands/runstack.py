@@ -72,6 +72,11 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+def _accepts_connections(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 class Command(BaseCommand):
     help = "Start the web server, the Celery workers and beat and the SMTP sink; Ctrl-C stops all."
 
@@ -131,7 +136,7 @@ class Command(BaseCommand):
     def _wait_for_web(
         self, *, port: int, children: list[Child], stopping: threading.Event
     ) -> Child | None:
-        """Wait until the sign-in page answers; return a child that died meanwhile."""
+        """Wait until the sign-in page and the sink answer; return a child that died meanwhile."""
         url = f"http://127.0.0.1:{port}{reverse('accounts:login')}"
         deadline = time.monotonic() + WEB_START_TIMEOUT_SECONDS
         while not stopping.is_set():
@@ -140,7 +145,10 @@ class Command(BaseCommand):
                 return dead
             try:
                 with urllib.request.urlopen(url, timeout=2):
+                    pass
+                if _accepts_connections(settings.SMTP_SINK_PORT):
                     return None
+                raise ConnectionRefusedError("the sink is not listening yet")
             except urllib.error.HTTPError as exc:
                 self.stderr.write(f"{url} answers {exc.code}")
                 return None
