@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_htmx",
@@ -138,6 +139,8 @@ TEMPLATES = [
         },
     },
 ]
+
+FORM_RENDERER = "espsite.forms.FormRenderer"
 
 # PostgreSQL everywhere: demo, tests and production share one code path.
 DATABASES = {
