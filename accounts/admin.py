@@ -1,17 +1,26 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import ValidationError
 from django.db.models import Count
+from django.shortcuts import redirect
 
 from accounts import services
+from accounts.errors import ApplicationError
 from accounts.models import AuditEntry, Invitation, Membership, User, Workspace
 
 
 class MembershipInline(admin.TabularInline):
+    """Read-only here: membership changes go through Memberships, which audits them."""
+
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
     fields = ["user", "role", "created_at", "last_used_at"]
-    readonly_fields = ["created_at", "last_used_at"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Workspace)
@@ -56,11 +65,70 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    """Operators' changes go through the same services as members' (last owner kept, audited)."""
+
     list_display = ["user", "workspace", "role", "created_at", "last_used_at"]
     list_filter = ["role", "workspace__status"]
     search_fields = ["user__email", "workspace__name", "workspace__slug"]
     autocomplete_fields = ["user", "workspace"]
     list_select_related = ["user", "workspace"]
+    actions = ["delete_selected_memberships"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["user", "workspace", "created_at", "last_used_at"] if obj else []
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def save_model(self, request, obj, form, change):
+        try:
+            if change:
+                services.member_change_role(
+                    membership=Membership.objects.get(pk=obj.pk),
+                    role=obj.role,
+                    acting_user=request.user,
+                    as_operator=True,
+                )
+            else:
+                added = services.member_add(
+                    workspace=obj.workspace, user=obj.user, role=obj.role, acting_user=request.user
+                )
+                obj.pk = added.pk
+        except ApplicationError as error:
+            raise ValidationError(error.message) from None
+
+    def delete_model(self, request, obj):
+        services.member_remove(membership=obj, acting_user=request.user, as_operator=True)
+
+    def changeform_view(self, request, *args, **kwargs):
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except ValidationError as error:
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
+            return redirect(request.path)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ApplicationError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return redirect("admin:accounts_membership_change", object_id)
+
+    @admin.action(description="Remove selected memberships", permissions=["delete"])
+    def delete_selected_memberships(self, request, queryset):
+        removed = 0
+        for membership in queryset.select_related("workspace", "user"):
+            try:
+                services.member_remove(
+                    membership=membership, acting_user=request.user, as_operator=True
+                )
+                removed += 1
+            except ApplicationError as error:
+                self.message_user(request, f"{membership}: {error.message}", messages.ERROR)
+        if removed:
+            self.message_user(request, f"{removed} membership(s) removed.", messages.SUCCESS)
 
 
 @admin.register(Invitation)
@@ -91,6 +159,31 @@ class UserAdmin(DjangoUserAdmin):
         (None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]}),
     ]
     readonly_fields = ["last_login", "date_joined"]
+
+    def _refuse_sole_owners(self, request, users) -> bool:
+        stranded = [
+            f"{user.email} ({', '.join(w.name for w in services.user_sole_ownerships(user=user))})"
+            for user in users
+            if services.user_sole_ownerships(user=user)
+        ]
+        if stranded:
+            self.message_user(
+                request,
+                "Not deleted: the only owner of a workspace. Make someone else owner first: "
+                + "; ".join(stranded),
+                messages.ERROR,
+            )
+        return bool(stranded)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        user = self.get_object(request, object_id)
+        if request.method == "POST" and user and self._refuse_sole_owners(request, [user]):
+            return redirect("admin:accounts_user_change", object_id)
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_queryset(self, request, queryset):
+        if not self._refuse_sole_owners(request, list(queryset)):
+            super().delete_queryset(request, queryset)
 
 
 @admin.register(AuditEntry)

@@ -3,9 +3,11 @@
 from collections.abc import Callable
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
 from django.utils import timezone
 
 from accounts import selectors
@@ -36,6 +38,12 @@ def workspace_view(
         @wraps(view)
         def wrapped(request: HttpRequest, workspace_slug: str, *args, **kwargs) -> HttpResponse:
             if not request.user.is_authenticated:
+                if getattr(request, "htmx", False):
+                    # A fragment request whose session expired: reload the page to sign in,
+                    # rather than swapping the sign-in page into a panel.
+                    response = HttpResponse(status=204)
+                    response["HX-Redirect"] = resolve_url(settings.LOGIN_URL)
+                    return response
                 return redirect_to_login(request.get_full_path())
             membership = selectors.membership_for_slug(
                 user=request.user, workspace_slug=workspace_slug

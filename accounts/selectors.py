@@ -1,5 +1,9 @@
+from datetime import timedelta
+
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from accounts.models import AuditEntry, Invitation, Membership, Role, User, Workspace
 
@@ -55,8 +59,21 @@ def user_default_workspace(*, user: User) -> Workspace | None:
     return membership.workspace if membership else None
 
 
+def _invitation_cutoff():
+    return timezone.now() - timedelta(seconds=settings.INVITATION_MAX_AGE_SECONDS)
+
+
 def invitation_list_open(*, workspace: Workspace) -> QuerySet[Invitation]:
-    return Invitation.objects.for_workspace(workspace).filter(accepted_at__isnull=True)
+    """Invitations not yet accepted whose link still works."""
+    return Invitation.objects.for_workspace(workspace).filter(
+        accepted_at__isnull=True, created_at__gt=_invitation_cutoff()
+    )
+
+
+def invitation_list_expired(*, workspace: Workspace) -> QuerySet[Invitation]:
+    return Invitation.objects.for_workspace(workspace).filter(
+        accepted_at__isnull=True, created_at__lte=_invitation_cutoff()
+    )
 
 
 def invitation_get_open(*, workspace: Workspace, invitation_id: int) -> Invitation:

@@ -1,12 +1,13 @@
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts import selectors
+from accounts import selectors, throttles
 from accounts.audit import audit_record
 from accounts.errors import ApplicationError
 from accounts.mail import templated_mail_send
-from accounts.models import Invitation, Membership, Role, User, Workspace
+from accounts.models import Invitation, Membership, Role, User, Workspace, role_at_least
 from accounts.tokens import invitation_token_make
 
 RESERVED_SLUGS = frozenset({"new", "admin", "api", "static", "settings", "w"})
@@ -38,9 +39,16 @@ def user_signup(
 ) -> tuple[User, Workspace]:
     """Create an account and its first workspace, which waits for an operator's review."""
     email = email.strip().lower()
+    taken = ApplicationError("An account with this email address already exists.")
     if User.objects.filter(email__iexact=email).exists():
-        raise ApplicationError("An account with this email address already exists.")
-    user = User.objects.create_user(email=email, password=password, full_name=full_name.strip())
+        raise taken
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                email=email, password=password, full_name=full_name.strip()
+            )
+    except IntegrityError:  # a double submit created it meanwhile
+        raise taken from None
     workspace = workspace_create(name=workspace_name, owner=user)
     return user, workspace
 
@@ -105,8 +113,20 @@ def member_invite(*, workspace: Workspace, email: str, role: str, acting_user: U
         raise ApplicationError("Only owners and admins can invite members.")
     _check_can_grant(acting=acting, role=role)
     email = email.strip().lower()
+    daily_limit = (
+        settings.INVITATIONS_PER_WORKSPACE_PER_DAY
+        if workspace.is_active
+        else settings.INVITATIONS_PER_PENDING_WORKSPACE_PER_DAY
+    )
+    if not throttles.rate_limit_hit(
+        kind="invitations", value=str(workspace.pk), limit=daily_limit, window_seconds=86400
+    ):
+        raise ApplicationError(
+            f"This workspace has sent {daily_limit} invitations today. Try again tomorrow."
+        )
     if Membership.objects.for_workspace(workspace).filter(user__email__iexact=email).exists():
         raise ApplicationError(f"{email} is already a member of this workspace.")
+    selectors.invitation_list_expired(workspace=workspace).filter(email__iexact=email).delete()
     try:
         with transaction.atomic():
             invitation = Invitation.objects.create(
@@ -122,17 +142,17 @@ def member_invite(*, workspace: Workspace, email: str, role: str, acting_user: U
         details={"email": email, "role": role},
     )
     token = invitation_token_make(invitation_id=invitation.pk)
-    transaction.on_commit(
-        lambda: templated_mail_send(
-            template="accounts/email/invitation",
-            to=[email],
-            context={
-                "workspace": workspace,
-                "inviter": acting_user,
-                "role": Role(role).label,
-                "path": f"/invite/{token}/",
-            },
-        )
+    templated_mail_send(
+        template="accounts/email/invitation",
+        to=[email],
+        context={
+            "workspace_name": workspace.name,
+            "inviter_name": acting_user.full_name,
+            "inviter_email": acting_user.email,
+            "role": Role(role).label,
+            "path": f"/invite/{token}/",
+            "max_age_days": settings.INVITATION_MAX_AGE_SECONDS // 86400,
+        },
     )
     return invitation
 
@@ -184,68 +204,140 @@ def invitation_accept_as_new_user(
     *, invitation: Invitation, full_name: str, password: str
 ) -> Membership:
     """Create the account of the invited address and join, all or nothing."""
+    exists = ApplicationError("An account with this address exists: sign in to accept.")
     if User.objects.filter(email__iexact=invitation.email).exists():
-        raise ApplicationError("An account with this address exists: sign in to accept.")
-    user = User.objects.create_user(
-        email=invitation.email, password=password, full_name=full_name.strip()
-    )
+        raise exists
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                email=invitation.email, password=password, full_name=full_name.strip()
+            )
+    except IntegrityError:
+        raise exists from None
     return invitation_accept(invitation=invitation, user=user)
 
 
-def _lock_owners(workspace: Workspace) -> int:
-    """Count owners under a lock, so two concurrent demotions cannot leave none."""
-    owners = Membership.objects.select_for_update().filter(workspace=workspace, role=Role.OWNER)
-    return len(list(owners))
+def _lock_members(workspace: Workspace) -> dict[int, Membership]:
+    """Every membership of the workspace, locked and freshly read, by id.
+
+    Role changes and removals decide on these rows (who acts, who is owner, how many
+    owners remain), so two concurrent requests cannot both pass on a stale view.
+    """
+    rows = Membership.objects.select_for_update().filter(workspace=workspace).order_by("pk")
+    return {row.pk: row for row in rows.select_related("user")}
+
+
+def _acting_role(*, members: dict[int, Membership], acting_user: User, as_operator: bool) -> str:
+    if as_operator:
+        return Role.OWNER  # platform staff, acting from the admin
+    acting = next((m for m in members.values() if m.user_id == acting_user.pk), None)
+    if acting is None:
+        raise ApplicationError("You are no longer a member of this workspace.")
+    return acting.role
+
+
+def _owner_count(members: dict[int, Membership]) -> int:
+    return sum(1 for member in members.values() if member.role == Role.OWNER)
+
+
+LAST_OWNER_MESSAGE = "A workspace needs at least one owner. Make someone else owner first."
 
 
 @transaction.atomic
-def member_change_role(*, membership: Membership, role: str, acting_user: User) -> Membership:
-    """Change a member's role; owners only, and a workspace always keeps an owner."""
+def member_change_role(
+    *, membership: Membership, role: str, acting_user: User, as_operator: bool = False
+) -> Membership:
+    """Change a member's role; owners (or operators) only; a workspace always keeps an owner."""
     role = Role(role)
-    acting = selectors.membership_for_slug(
-        user=acting_user, workspace_slug=membership.workspace.slug
-    )
-    if acting.role != Role.OWNER:
+    workspace = membership.workspace
+    members = _lock_members(workspace)
+    if (
+        _acting_role(members=members, acting_user=acting_user, as_operator=as_operator)
+        != Role.OWNER
+    ):
         raise ApplicationError("Only owners can change roles.")
-    previous = membership.role
+    current = members.get(membership.pk)
+    if current is None:
+        raise ApplicationError("This person is no longer a member.")
+    previous = current.role
     if previous == role:
-        return membership
-    if previous == Role.OWNER and _lock_owners(membership.workspace) <= 1:
-        raise ApplicationError(
-            "A workspace needs at least one owner. Make someone else owner first."
-        )
+        return current
+    if previous == Role.OWNER and _owner_count(members) <= 1:
+        raise ApplicationError(LAST_OWNER_MESSAGE)
+    current.role = role
+    current.save(update_fields=["role"])
     membership.role = role
-    membership.save(update_fields=["role"])
     audit_record(
-        workspace=membership.workspace,
+        workspace=workspace,
         actor=acting_user,
         verb="member.role_changed",
+        target=current,
+        details={
+            "user": current.user.email,
+            "from": previous,
+            "to": role.value,
+            **({"by_operator": True} if as_operator else {}),
+        },
+    )
+    return current
+
+
+@transaction.atomic
+def member_add(*, workspace: Workspace, user: User, role: str, acting_user: User) -> Membership:
+    """Operators add a member directly (from the admin)."""
+    membership, created = Membership.objects.get_or_create(
+        workspace=workspace, user=user, defaults={"role": Role(role)}
+    )
+    if not created:
+        raise ApplicationError(f"{user.email} is already a member.")
+    audit_record(
+        workspace=workspace,
+        actor=acting_user,
+        verb="member.added",
         target=membership,
-        details={"user": membership.user.email, "from": previous, "to": role.value},
+        details={"user": user.email, "role": membership.role, "by_operator": True},
     )
     return membership
 
 
 @transaction.atomic
-def member_remove(*, membership: Membership, acting_user: User) -> None:
+def member_remove(*, membership: Membership, acting_user: User, as_operator: bool = False) -> None:
     """Remove a member: owners remove anyone, admins editors and viewers; anyone may leave."""
     workspace = membership.workspace
-    acting = selectors.membership_for_slug(user=acting_user, workspace_slug=workspace.slug)
-    leaving = acting.pk == membership.pk
+    members = _lock_members(workspace)
+    current = members.get(membership.pk)
+    if current is None:
+        return
+    leaving = current.user_id == acting_user.pk
+    acting_role = _acting_role(members=members, acting_user=acting_user, as_operator=as_operator)
     if not leaving:
-        if not acting.has_role(Role.ADMIN):
+        if not role_at_least(acting_role, Role.ADMIN):
             raise ApplicationError("Only owners and admins can remove members.")
-        if membership.has_role(Role.ADMIN) and acting.role != Role.OWNER:
+        if current.has_role(Role.ADMIN) and acting_role != Role.OWNER:
             raise ApplicationError("Only owners can remove owners and admins.")
-    if membership.role == Role.OWNER and _lock_owners(workspace) <= 1:
-        raise ApplicationError(
-            "A workspace needs at least one owner. Make someone else owner first."
-        )
+    if current.role == Role.OWNER and _owner_count(members) <= 1:
+        raise ApplicationError(LAST_OWNER_MESSAGE)
     audit_record(
         workspace=workspace,
         actor=acting_user,
         verb="member.left" if leaving else "member.removed",
-        target=membership,
-        details={"user": membership.user.email, "role": membership.role},
+        target=current,
+        details={
+            "user": current.user.email,
+            "role": current.role,
+            **({"by_operator": True} if as_operator else {}),
+        },
     )
-    membership.delete()
+    current.delete()
+
+
+def user_sole_ownerships(*, user: User) -> list[Workspace]:
+    """Workspaces that would be left without an owner if this user went away."""
+    owned = Membership.objects.filter(user=user, role=Role.OWNER).values_list(
+        "workspace", flat=True
+    )
+    return [
+        workspace
+        for workspace in Workspace.objects.filter(pk__in=owned)
+        if Membership.objects.filter(workspace=workspace, role=Role.OWNER).count() == 1
+    ]

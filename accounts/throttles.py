@@ -1,5 +1,10 @@
-"""Sign-in throttling per account and per client IP, kept in Redis so every node shares it."""
+"""Rate limits kept in Redis, so that every web node shares them.
 
+Counters are incremented before the guarded work starts: a burst of parallel requests is
+counted as it arrives, instead of each request passing the check before any is recorded.
+"""
+
+import contextlib
 import hashlib
 
 from django.conf import settings
@@ -8,32 +13,46 @@ from django.core.cache import cache
 
 def _key(kind: str, value: str) -> str:
     digest = hashlib.sha256(value.strip().lower().encode()).hexdigest()[:32]
-    return f"login-failures:{kind}:{digest}"
+    return f"throttle:{kind}:{digest}"
 
 
-def _keys(*, email: str, ip: str | None) -> dict[str, tuple[str, int]]:
-    keys = {"account": (_key("account", email), settings.LOGIN_FAILURES_PER_ACCOUNT)}
+def _hit(key: str, *, window_seconds: int) -> int:
+    """Count one more event in the window that started with the first; the new count."""
+    cache.add(key, 0, timeout=window_seconds)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=window_seconds)
+        return 1
+
+
+def rate_limit_hit(*, kind: str, value: str, limit: int, window_seconds: int) -> bool:
+    """Record one event for (kind, value); False once more than `limit` happened in the window."""
+    return _hit(_key(kind, value), window_seconds=window_seconds) <= limit
+
+
+def _login_keys(*, email: str, ip: str | None) -> list[tuple[str, int]]:
+    keys = [(_key("login-account", email), settings.LOGIN_FAILURES_PER_ACCOUNT)]
     if ip:
-        keys["ip"] = (_key("ip", ip), settings.LOGIN_FAILURES_PER_IP)
+        keys.append((_key("login-ip", ip), settings.LOGIN_FAILURES_PER_IP))
     return keys
 
 
-def login_is_throttled(*, email: str, ip: str | None) -> bool:
-    """True once the account or the address has used up its failures for the window."""
-    keys = _keys(email=email, ip=ip)
-    counts = cache.get_many([key for key, _ in keys.values()])
-    return any(counts.get(key, 0) >= limit for key, limit in keys.values())
+def login_attempt_begin(*, email: str, ip: str | None) -> bool:
+    """Count a sign-in attempt (password or code) before checking it; False when throttled.
 
-
-def login_failure_record(*, email: str, ip: str | None) -> None:
+    An attempt counts as a failure until login_attempt_succeeded() takes it back.
+    """
     window = settings.LOGIN_FAILURE_WINDOW_SECONDS
-    for key, _limit in _keys(email=email, ip=ip).values():
-        cache.add(key, 0, timeout=window)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=window)
+    counts = [
+        (_hit(key, window_seconds=window), limit) for key, limit in _login_keys(email=email, ip=ip)
+    ]
+    return all(count <= limit for count, limit in counts)
 
 
-def login_failures_clear(*, email: str) -> None:
-    cache.delete(_key("account", email))
+def login_attempt_succeeded(*, email: str, ip: str | None) -> None:
+    """A right password or code: the account starts afresh; the address gets its try back."""
+    cache.delete(_key("login-account", email))
+    if ip:
+        with contextlib.suppress(ValueError):
+            cache.decr(_key("login-ip", ip))

@@ -24,6 +24,11 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("accounts/workspaces/new/", workspaces.workspace_new, name="workspace_new"),
+    path(
+        "accounts/workspaces/<slug:workspace_slug>/leave/",
+        workspaces.workspace_leave,
+        name="workspace_leave",
+    ),
     path("invite/<str:token>/", workspaces.invitation_accept, name="invitation_accept"),
     path("files/<str:token>/", files.signed_download, name="signed_download"),
     path("w/<slug:workspace_slug>/", workspaces.dashboard, name="dashboard"),

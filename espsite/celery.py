@@ -25,6 +25,8 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_queues=[Queue(name) for name in QUEUES],
     task_default_queue="default",
+    # Mail a person waits for (confirmations, resets, invitations) never queues behind bulk work.
+    task_routes={"accounts.tasks.system_mail_send_task": {"queue": "transactional"}},
     task_create_missing_queues=False,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
@@ -54,6 +56,20 @@ app.conf.beat_schedule = {
     "worker-heartbeat-cleanup": {
         "task": "espsite.tasks.heartbeat_prune_task",
         "schedule": 300.0,
+    },
+    # DNS checks of sending domains, blocklists and PTR: each does nothing unless
+    # DNS_CHECKS_ENABLED, so a demo machine queries no DNS.
+    "sending-domain-checks": {
+        "task": "sending.tasks.sending_domain_check_due_task",
+        "schedule": 900.0,
+    },
+    "sending-dnsbl-checks": {
+        "task": "sending.tasks.dnsbl_check_all_task",
+        "schedule": 3600.0,
+    },
+    "sending-ptr-checks": {
+        "task": "sending.tasks.sending_ip_ptr_check_all_task",
+        "schedule": 6 * 3600.0,
     },
 }
 

@@ -4,6 +4,7 @@ With nothing set, the platform uses the local PostgreSQL and Redis on 127.0.0.1 
 files under var/. The README lists every variable.
 """
 
+import hashlib
 import ipaddress
 import secrets
 from pathlib import Path
@@ -88,6 +89,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.forms",
+    "django.contrib.postgres",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_htmx",
@@ -104,6 +106,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "espsite.middleware.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "accounts.middleware.ClientIpMiddleware",
@@ -181,6 +184,13 @@ PASSWORD_RESET_TIMEOUT = 60 * 60 * 3
 LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5)
 LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 20)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
+
+# Mail anyone can make us send: password resets per address and per client, invitations
+# per workspace (fewer while a workspace awaits review).
+PASSWORD_RESETS_PER_ADDRESS_PER_HOUR = env_int("PASSWORD_RESETS_PER_ADDRESS_PER_HOUR", 3)
+PASSWORD_RESETS_PER_IP_PER_HOUR = env_int("PASSWORD_RESETS_PER_IP_PER_HOUR", 20)
+INVITATIONS_PER_WORKSPACE_PER_DAY = env_int("INVITATIONS_PER_WORKSPACE_PER_DAY", 100)
+INVITATIONS_PER_PENDING_WORKSPACE_PER_DAY = env_int("INVITATIONS_PER_PENDING_WORKSPACE_PER_DAY", 10)
 
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "ESP")
 INVITATION_MAX_AGE_SECONDS = env_int("INVITATION_MAX_AGE_SECONDS", 7 * 24 * 3600)
@@ -269,6 +279,9 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# Error reports hide settings that may hold credentials (URLs with passwords, keys).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "espsite.errors.SecretsHidingReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -284,10 +297,56 @@ LOGGING = {
 # Signed links to private files (exports) stop working after this long.
 DOWNLOAD_LINK_MAX_AGE_SECONDS = env_int("DOWNLOAD_LINK_MAX_AGE_SECONDS", 7 * 24 * 3600)
 
+# Key of the hashes that identify suppressed addresses (erased people included). Set it
+# explicitly in production and keep it: by default it is derived from SECRET_KEY, and the
+# keys derived from SECRET_KEY_FALLBACKS keep matching older entries after a rotation.
+SUPPRESSION_HASH_KEYS = (
+    [env_str("SUPPRESSION_HASH_KEY")]
+    if env_str("SUPPRESSION_HASH_KEY")
+    else [
+        hashlib.sha256(f"suppression:{key}".encode()).hexdigest()
+        for key in [SECRET_KEY, *SECRET_KEY_FALLBACKS]
+    ]
+)
+
+# Sending domains and IPs: DNS checks (DKIM, SPF, DMARC, return-path MX, tracking CNAME),
+# DNSBL and PTR monitoring. DNS_RESOLVERS empty means the system's resolvers. Periodic
+# checks stay off unless DNS_CHECKS_ENABLED, so `make run` queries no DNS off the machine.
+DNS_RESOLVERS = env_list("DNS_RESOLVERS")
+DNS_TIMEOUT_SECONDS = float(env_str("DNS_TIMEOUT_SECONDS") or 3)
+DNS_RETRIES = env_int("DNS_RETRIES", 2)
+DNS_CHECKS_ENABLED = env_bool("DNS_CHECKS_ENABLED", False)
+# The loopback DNS sandbox that `make run` starts and points DNS_RESOLVERS at.
+DNS_SANDBOX_PORT = env_int("DNS_SANDBOX_PORT", 5300)
+DOMAIN_CHECK_INTERVAL_SECONDS = env_int("DOMAIN_CHECK_INTERVAL_SECONDS", 6 * 3600)
+SENDING_SPF_DOMAIN = env_str("SENDING_SPF_DOMAIN", f"_spf.{_base.hostname}")
+SENDING_INBOUND_HOST = env_str("SENDING_INBOUND_HOST", f"inbound.{_base.hostname}")
+SENDING_TRACKING_HOST = env_str("SENDING_TRACKING_HOST", _base.hostname)
+SENDING_RETURN_PATH_SUBDOMAIN = env_str("SENDING_RETURN_PATH_SUBDOMAIN", "bounces")
+SENDING_TRACKING_SUBDOMAIN = env_str("SENDING_TRACKING_SUBDOMAIN", "links")
+DMARC_REPORT_ADDRESS = env_str("DMARC_REPORT_ADDRESS")
+DKIM_ROTATION_GRACE_DAYS = env_int("DKIM_ROTATION_GRACE_DAYS", 7)
+
+# Public signup forms: submissions allowed per client IP per window (against list bombing),
+# the minimum gap between two confirmation mails to one address (platform-wide), and the
+# lifetime of confirmation links.
+SIGNUP_SUBMISSIONS_PER_IP = env_int("SIGNUP_SUBMISSIONS_PER_IP", 10)
+SIGNUP_SUBMISSION_WINDOW_SECONDS = env_int("SIGNUP_SUBMISSION_WINDOW_SECONDS", 10 * 60)
+SIGNUP_CONFIRMATION_INTERVAL_SECONDS = env_int("SIGNUP_CONFIRMATION_INTERVAL_SECONDS", 24 * 3600)
+SIGNUP_CONFIRMATION_MAX_AGE_SECONDS = env_int("SIGNUP_CONFIRMATION_MAX_AGE_SECONDS", 7 * 24 * 3600)
+
+# Contact imports: uploads above this size are refused before they are read.
+CONTACT_IMPORT_MAX_BYTES = env_int("CONTACT_IMPORT_MAX_BYTES", 512 * 1024 * 1024)
+
 # Models that belong to no workspace; every other model of the project's apps must inherit
 # accounts.models.WorkspaceOwned (checked at start-up).
 GLOBAL_MODELS = [
     "accounts.User",
     "accounts.Workspace",
     "accounts.AuditEntry",
+    "sending.IpPool",
+    "sending.SendingIp",
+    "sending.DnsblZone",
+    "sending.DnsblListing",
+    "contacts.Suppression",  # per workspace, or platform-wide when workspace is empty
 ]

@@ -9,6 +9,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
+    path("", include("contacts.public_urls")),
     path("w/<slug:workspace_slug>/contacts/", include("contacts.urls")),
     path("w/<slug:workspace_slug>/campaigns/", include("campaigns.urls")),
     path("w/<slug:workspace_slug>/sending/", include("sending.urls")),

@@ -4,3 +4,25 @@ from django.apps import AppConfig
 class SendingConfig(AppConfig):
     name = "sending"
     verbose_name = "Sending"
+
+    def ready(self) -> None:
+        from accounts.dashboard import DashboardStep, dashboard_panels, dashboard_steps
+        from sending.models import SendingDomain
+
+        dashboard_steps.register(
+            DashboardStep(
+                order=30,
+                key="sending_domain",
+                title="Verify a sending domain",
+                text="Publish DKIM, SPF and DMARC records so that mailbox providers accept "
+                "your mail.",
+                url_name="sending:overview",
+                action="Set up sending",
+                is_done=lambda workspace: (
+                    SendingDomain.objects.for_workspace(workspace)
+                    .filter(status=SendingDomain.Status.VERIFIED)
+                    .exists()
+                ),
+            )
+        )
+        dashboard_panels.register("sending:dashboard_panel")

@@ -28,6 +28,9 @@ def redis_test_url() -> str:
 def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
+    # A test database per pytest process: several runs may share one PostgreSQL server.
+    database = settings.DATABASES["default"]
+    database.setdefault("TEST", {})["NAME"] = f"test_{database['NAME']}_{os.getpid()}"
     # Hashing passwords with a million PBKDF2 rounds would dominate the suite's time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     url = redis_test_url()
@@ -40,6 +43,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     app.conf.broker_url = url
     app.conf.result_backend = url
+    # Tasks run inline in tests; the Celery tests turn this off to use a real worker.
+    app.conf.task_always_eager = True
+    settings.CELERY_TASK_ALWAYS_EAGER = True
 
 
 def _answers(host: str, port: int) -> bool:
@@ -168,3 +174,84 @@ def smtp_sink(settings) -> Iterator[SmtpSink]:
 @pytest.fixture
 def free_port() -> Callable[[], int]:
     return _free_port
+
+
+@pytest.fixture
+def celery_worker_process(settings, tmp_path):
+    """Start real Celery worker processes on the test database and this test's Redis.
+
+    For tests marked django_db(transaction=True): the worker sees committed rows only. Files
+    go to a storage folder shared by the test and the worker. Tasks stop running inline.
+    """
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from django.db import connection
+
+    from espsite.celery import app
+
+    media = tmp_path / "media"
+    media.mkdir()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media)},
+        },
+    }
+    database = connection.settings_dict
+    url = redis_test_url()
+    env = {
+        **os.environ,
+        "DATABASE_URL": (
+            f"postgres://{database['USER'] or 'postgres'}@{database['HOST'] or '127.0.0.1'}:"
+            f"{database['PORT'] or 5432}/{database['NAME']}"
+        ),
+        "REDIS_URL": url,
+        "CELERY_BROKER_URL": url,
+        "CELERY_RESULT_BACKEND": url,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "MEDIA_ROOT": str(media),
+    }
+    processes = []
+
+    def start(queues: str = "default,transactional", name: str = "test") -> subprocess.Popen:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "espsite",
+                "worker",
+                "-Q",
+                queues,
+                "--pool",
+                "solo",
+                "-n",
+                f"{name}{len(processes)}@%h",
+                "-l",
+                "warning",
+            ],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+        )
+        processes.append(process)
+        return process
+
+    app.conf.task_always_eager = False
+    try:
+        yield start
+    finally:
+        app.conf.task_always_eager = True
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        time.sleep(0)

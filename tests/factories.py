@@ -49,3 +49,44 @@ class InvitationFactory(factory.django.DjangoModelFactory):
     workspace = factory.SubFactory(WorkspaceFactory)
     email = factory.Sequence(lambda n: f"invitee{n}@example.com")
     role = Role.EDITOR
+
+
+class ContactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "contacts.Contact"
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    email = factory.Sequence(lambda n: f"contact{n}@example.org")
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+
+
+class ContactListFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "contacts.ContactList"
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    name = factory.Sequence(lambda n: f"List {n}")
+    opt_in = "single"
+
+
+class FieldFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "contacts.Field"
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    key = factory.Sequence(lambda n: f"field_{n}")
+    label = factory.Sequence(lambda n: f"Field {n}")
+    type = "text"
+
+
+class SubscriptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "contacts.Subscription"
+
+    contact = factory.SubFactory(ContactFactory)
+    contact_list = factory.SubFactory(
+        ContactListFactory, workspace=factory.SelfAttribute("..contact.workspace")
+    )
+    workspace = factory.SelfAttribute("contact.workspace")
+    status = "subscribed"

@@ -6,10 +6,12 @@ import django_otp
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -19,6 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import services, throttles, two_factor
 from accounts.errors import ApplicationError
 from accounts.forms import LoginForm, SignupForm, TokenForm, TwoFactorDisableForm
+from accounts.mail import mail_enqueue
 from accounts.models import User
 
 PENDING_SESSION_KEY = "accounts.pending_two_factor"
@@ -46,15 +49,16 @@ def login_view(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST" and form.is_valid():
         email, ip = form.cleaned_data["email"], request.client_ip
-        if throttles.login_is_throttled(email=email, ip=ip):
+        if not throttles.login_attempt_begin(email=email, ip=ip):
             form.add_error(None, THROTTLED_MESSAGE)
             status = 429
         else:
             user = authenticate(request, username=email, password=form.cleaned_data["password"])
             if user is None:
-                throttles.login_failure_record(email=email, ip=ip)
                 form.add_error(None, "That email address and password do not match an account.")
             elif two_factor.totp_has_device(user=user):
+                # The attempt stays counted until the code is right too: re-entering the
+                # password must not reset the budget for guessing codes.
                 request.session[PENDING_SESSION_KEY] = {
                     "user_id": user.pk,
                     "backend": user.backend,
@@ -63,7 +67,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 }
                 return redirect("accounts:login_verify")
             else:
-                throttles.login_failures_clear(email=email)
+                throttles.login_attempt_succeeded(email=email, ip=ip)
                 login(request, user)
                 return redirect(_safe_next(request))
     return render(
@@ -74,6 +78,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
     )
 
 
+@sensitive_post_parameters("token")
 @never_cache
 @require_http_methods(["GET", "POST"])
 def login_verify(request: HttpRequest) -> HttpResponse:
@@ -134,6 +139,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/signup.html", {"form": form})
 
 
+@sensitive_post_parameters("password", "token")
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
@@ -197,7 +203,7 @@ def _device_for_code(request: HttpRequest, form: TokenForm, user: User):
 
     Wrong codes count against the account and the address like wrong passwords do.
     """
-    if throttles.login_is_throttled(email=user.email, ip=request.client_ip):
+    if not throttles.login_attempt_begin(email=user.email, ip=request.client_ip):
         form.add_error(None, THROTTLED_MESSAGE)
         return None, 429
     try:
@@ -206,10 +212,9 @@ def _device_for_code(request: HttpRequest, form: TokenForm, user: User):
         form.add_error("token", error.message)
         return None, 200
     if device is None:
-        throttles.login_failure_record(email=user.email, ip=request.client_ip)
         form.add_error("token", WRONG_CODE_MESSAGE)
         return None, 200
-    throttles.login_failures_clear(email=user.email)
+    throttles.login_attempt_succeeded(email=user.email, ip=request.client_ip)
     return device, 200
 
 
@@ -226,10 +231,50 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 password_change = PasswordChangeView.as_view()
 
 
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Django's reset form, its mail sent by a worker and limited per address and client."""
+
+    client_ip: str | None = None
+
+    def send_mail(
+        self,
+        subject_template_name,
+        email_template_name,
+        context,
+        from_email,
+        to_email,
+        html_email_template_name=None,
+    ):
+        allowed = throttles.rate_limit_hit(
+            kind="password-reset-address",
+            value=to_email,
+            limit=settings.PASSWORD_RESETS_PER_ADDRESS_PER_HOUR,
+            window_seconds=3600,
+        )
+        if self.client_ip:
+            allowed &= throttles.rate_limit_hit(
+                kind="password-reset-ip",
+                value=self.client_ip,
+                limit=settings.PASSWORD_RESETS_PER_IP_PER_HOUR,
+                window_seconds=3600,
+            )
+        if not allowed:  # the page says the same either way
+            return
+        subject = " ".join(render_to_string(subject_template_name, context).split())
+        text = render_to_string(email_template_name, context)
+        html = (
+            render_to_string(html_email_template_name, context) if html_email_template_name else ""
+        )
+        mail_enqueue(subject=subject, text=text, html=html, to=[to_email])
+
+
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PasswordResetForm
+
     def form_valid(self, form):
         # Links in mail are built from BASE_URL, never from the request's Host header.
         self.extra_email_context = {"base_url": settings.BASE_URL}
+        form.client_ip = self.request.client_ip
         return super().form_valid(form)
 
 

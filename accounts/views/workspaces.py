@@ -9,6 +9,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import selectors, services, two_factor
+from accounts.dashboard import dashboard_panels, dashboard_steps
 from accounts.errors import ApplicationError
 from accounts.forms import (
     AcceptInvitationSignupForm,
@@ -51,45 +52,7 @@ def workspace_new(request: HttpRequest) -> HttpResponse:
 def dashboard(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
     member_count = selectors.membership_list(workspace=workspace).count()
-    open_invitations = selectors.invitation_list_open(workspace=workspace).count()
-    steps = [
-        {
-            "title": "Add your postal address",
-            "text": "Every campaign's footer carries it; the law requires it.",
-            "done": bool(workspace.postal_address),
-            "url_name": "accounts:workspace_settings",
-            "action": "Open settings",
-        },
-        {
-            "title": "Invite your team",
-            "text": "Editors write campaigns, viewers read reports, admins manage the workspace.",
-            "done": member_count > 1 or open_invitations > 0,
-            "url_name": "accounts:members",
-            "action": "Invite members",
-        },
-        {
-            "title": "Verify a sending domain",
-            "text": "Publish DKIM, SPF and DMARC records so that mailbox providers accept "
-            "your mail.",
-            "done": False,
-            "url_name": "sending:overview",
-            "action": "Set up sending",
-        },
-        {
-            "title": "Bring in your contacts",
-            "text": "Import a CSV with the consent you collected, or add a signup form.",
-            "done": False,
-            "url_name": "contacts:contact_list",
-            "action": "Go to contacts",
-        },
-        {
-            "title": "Write your first campaign",
-            "text": "Start from a template, preview it for a real contact, send a test.",
-            "done": False,
-            "url_name": "campaigns:campaign_list",
-            "action": "Go to campaigns",
-        },
-    ]
+    steps = dashboard_steps.for_workspace(workspace)
     return render(
         request,
         "accounts/dashboard.html",
@@ -98,6 +61,7 @@ def dashboard(request: WorkspaceRequest) -> HttpResponse:
             "steps_done": sum(step["done"] for step in steps),
             "member_count": member_count,
             "has_two_factor": two_factor.totp_has_device(user=request.user),
+            "panels": dashboard_panels.url_names,
         },
     )
 
@@ -124,6 +88,8 @@ def workspace_settings(request: WorkspaceRequest) -> HttpResponse:
 
 def _members_context(request: WorkspaceRequest, invite_form: InviteForm | None = None) -> dict:
     workspace = request.workspace
+    # A change may have been to the acting member's own role.
+    request.membership.refresh_from_db(fields=["role"])
     return {
         "memberships": selectors.membership_list(workspace=workspace),
         "invitations": selectors.invitation_list_open(workspace=workspace).select_related(
@@ -228,6 +194,23 @@ def _members_response(
             status=400,
         )
     return redirect("accounts:members", workspace_slug=request.workspace.slug)
+
+
+@login_required
+@require_POST
+def workspace_leave(request: HttpRequest, workspace_slug: str) -> HttpResponse:
+    """Any member may leave, whatever their role (the last owner must hand over first).
+
+    Outside /w/<slug>/ on purpose: workspace views refuse every POST from viewers.
+    """
+    membership = selectors.membership_for_slug(user=request.user, workspace_slug=workspace_slug)
+    try:
+        services.member_remove(membership=membership, acting_user=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return redirect("accounts:members", workspace_slug=workspace_slug)
+    messages.success(request, f"You have left {membership.workspace.name}.")
+    return redirect("home")
 
 
 def _invitation_from_token(token: str) -> Invitation:

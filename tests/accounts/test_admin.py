@@ -64,3 +64,37 @@ def test_anonymous_admin_visit_goes_to_sign_in(client):
     response = client.get("/admin/", follow=True)
     assert response.redirect_chain[-1][0].startswith("/accounts/login/")
     assert b"Sign in" in response.content
+
+
+def test_operator_role_change_in_admin_is_audited_and_keeps_an_owner(operator_client):
+    from accounts.models import Membership
+
+    owner = MembershipFactory(role="owner")
+    response = operator_client.post(
+        f"/admin/accounts/membership/{owner.pk}/change/", {"role": "viewer"}, follow=True
+    )
+    assert b"at least one owner" in response.content
+    owner.refresh_from_db()
+    assert owner.role == "owner"
+
+    editor = MembershipFactory(workspace=owner.workspace, role="editor")
+    operator_client.post(f"/admin/accounts/membership/{editor.pk}/change/", {"role": "admin"})
+    editor.refresh_from_db()
+    assert editor.role == "admin"
+    entry = AuditEntry.objects.get(verb="member.role_changed")
+    assert entry.actor == operator_client.user
+    assert entry.details["by_operator"] is True
+
+    operator_client.post(f"/admin/accounts/membership/{owner.pk}/delete/", {"post": "yes"})
+    assert Membership.objects.filter(pk=owner.pk).exists()
+    operator_client.post(f"/admin/accounts/membership/{editor.pk}/delete/", {"post": "yes"})
+    assert not Membership.objects.filter(pk=editor.pk).exists()
+    assert AuditEntry.objects.filter(verb="member.removed").exists()
+
+
+def test_operator_cannot_delete_the_only_owner_of_a_workspace(operator_client):
+    from accounts.models import User
+
+    owner = MembershipFactory(role="owner")
+    operator_client.post(f"/admin/accounts/user/{owner.user_id}/delete/", {"post": "yes"})
+    assert User.objects.filter(pk=owner.user_id).exists()

@@ -17,13 +17,21 @@ def _workspace_url_names(patterns=None, namespace: str = "", prefix: str = "") -
             if pattern.namespace:
                 child_ns = f"{namespace}{pattern.namespace}:"
             names |= _workspace_url_names(pattern.url_patterns, child_ns, route)
-        elif isinstance(pattern, URLPattern) and "<slug:workspace_slug>" in route:
+        elif isinstance(pattern, URLPattern) and route.startswith("w/<slug:workspace_slug>/"):
             names.add(namespace + pattern.name)
     return names
 
 
 def _member_of(workspace, role=Role.EDITOR) -> Membership:
     return MembershipFactory(workspace=workspace, role=role)
+
+
+def _sending_domain(workspace):
+    from sending.services.domains import sending_domain_add
+
+    return sending_domain_add(
+        workspace=workspace, domain=f"{workspace.slug}.example.com", acting_user=None
+    )
 
 
 # url name -> (kwargs maker, method, data, htmx, member role that succeeds)
@@ -59,11 +67,74 @@ CASES = {
         True,
         Role.ADMIN,
     ),
-    "contacts:contact_list": (lambda ws: {}, "get", None, False, Role.VIEWER),
     "campaigns:campaign_list": (lambda ws: {}, "get", None, False, Role.VIEWER),
     "sending:overview": (lambda ws: {}, "get", None, False, Role.VIEWER),
+    "sending:dashboard_panel": (lambda ws: {}, "get", None, True, Role.VIEWER),
+    "sending:domain_add": (
+        lambda ws: {},
+        "post",
+        {"domain": "isolation.example.com"},
+        False,
+        Role.ADMIN,
+    ),
+    "sending:domain_detail": (
+        lambda ws: {"domain_id": _sending_domain(ws).pk},
+        "get",
+        None,
+        False,
+        Role.VIEWER,
+    ),
+    "sending:domain_verify": (
+        lambda ws: {"domain_id": _sending_domain(ws).pk},
+        "post",
+        None,
+        True,
+        Role.EDITOR,
+    ),
+    "sending:domain_rotate_key": (
+        lambda ws: {"domain_id": _sending_domain(ws).pk},
+        "post",
+        None,
+        True,
+        Role.ADMIN,
+    ),
+    "sending:domain_add_ed25519": (
+        lambda ws: {"domain_id": _sending_domain(ws).pk},
+        "post",
+        None,
+        True,
+        Role.ADMIN,
+    ),
+    "sending:domain_remove": (
+        lambda ws: {"domain_id": _sending_domain(ws).pk},
+        "post",
+        None,
+        False,
+        Role.ADMIN,
+    ),
     "tracking:reports": (lambda ws: {}, "get", None, False, Role.VIEWER),
 }
+
+
+def _discovered_cases() -> dict:
+    """Other apps' cases, from tests/<app>/isolation_cases*.py modules (a CASES dict each)."""
+    import importlib
+    import pkgutil
+
+    import tests
+
+    cases = {}
+    for package in pkgutil.iter_modules(tests.__path__):
+        if not package.ispkg:
+            continue
+        subpackage = importlib.import_module(f"tests.{package.name}")
+        for module in pkgutil.iter_modules(subpackage.__path__):
+            if module.name.startswith("isolation_cases"):
+                cases |= importlib.import_module(f"tests.{package.name}.{module.name}").CASES
+    return cases
+
+
+CASES |= _discovered_cases()
 
 
 def test_every_workspace_url_has_an_isolation_case():

@@ -269,3 +269,24 @@ def test_signup_refuses_weak_password_and_taken_email(client):
     )
     assert b"already exists" in taken.content
     assert not Workspace.objects.filter(name="W").exists()
+
+
+def test_parallel_attempts_cannot_exceed_the_limit(settings):
+    """Attempts are counted before they are checked, atomically in Redis."""
+    import threading
+
+    from accounts import throttles
+
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 5
+    barrier, allowed = threading.Barrier(20), []
+
+    def attempt():
+        barrier.wait()
+        allowed.append(throttles.login_attempt_begin(email="target@example.com", ip=None))
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert allowed.count(True) == 5

@@ -238,3 +238,114 @@ def test_user_creates_another_workspace(member_client, workspace):
     assert response["Location"] == f"/w/{created.slug}/"
     assert created.status == Workspace.Status.PENDING_REVIEW
     assert created.membership_set.get().user == client.user
+
+
+def test_any_member_may_leave_but_not_the_last_owner(client, workspace):
+    viewer = MembershipFactory(workspace=workspace, role=Role.VIEWER)
+    owner = MembershipFactory(workspace=workspace, role=Role.OWNER)
+    client.force_login(viewer.user)
+    response = client.post(f"/accounts/workspaces/{workspace.slug}/leave/")
+    assert response["Location"] == "/"
+    assert not Membership.objects.filter(pk=viewer.pk).exists()
+    assert AuditEntry.objects.filter(workspace=workspace, verb="member.left").exists()
+
+    client.force_login(owner.user)
+    refused = client.post(f"/accounts/workspaces/{workspace.slug}/leave/", follow=True)
+    assert b"at least one owner" in refused.content
+    assert Membership.objects.filter(pk=owner.pk).exists()
+
+
+def test_leaving_a_workspace_you_are_not_in_is_404(client, workspace):
+    client.force_login(UserFactory())
+    assert client.post(f"/accounts/workspaces/{workspace.slug}/leave/").status_code == 404
+
+
+def test_expired_invitation_is_not_pending_and_can_be_sent_again(
+    member_client, workspace, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    admin = member_client(workspace, Role.ADMIN)
+    old = InvitationFactory(workspace=workspace, email="late@example.com")
+    Invitation.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=30))
+    page = admin.get(_url("accounts:members", workspace))
+    assert b"late@example.com" not in page.content
+    admin.post(
+        _url("accounts:member_invite", workspace), {"email": "late@example.com", "role": "viewer"}
+    )
+    fresh = Invitation.objects.get(workspace=workspace, email="late@example.com")
+    assert fresh.pk != old.pk
+
+
+def test_owner_demoting_themselves_gets_a_panel_without_owner_controls(member_client, workspace):
+    first = member_client(workspace, Role.OWNER)
+    MembershipFactory(workspace=workspace, role=Role.OWNER)
+    response = first.post(
+        _url("accounts:member_role", workspace, membership_id=first.membership.pk),
+        {"role": "editor"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    assert b'name="role"' not in response.content  # no role selects for an editor
+
+
+def test_htmx_request_with_expired_session_redirects_the_page(client, workspace):
+    response = client.post(
+        _url("accounts:member_invite", workspace),
+        {"email": "x@example.com"},
+        headers={"HX-Request": "true"},
+    )
+    assert response["HX-Redirect"] == "/accounts/login/"
+
+
+def test_invitations_are_limited_per_workspace_per_day(member_client, settings):
+    settings.INVITATIONS_PER_PENDING_WORKSPACE_PER_DAY = 2
+    from accounts.models import Workspace as WorkspaceModel
+
+    pending = WorkspaceFactory(status=WorkspaceModel.Status.PENDING_REVIEW)
+    admin = member_client(pending, Role.OWNER)
+    for n in range(3):
+        response = admin.post(
+            _url("accounts:member_invite", pending),
+            {"email": f"p{n}@example.com", "role": "viewer"},
+        )
+    assert b"invitations today" in response.content
+    assert Invitation.objects.filter(workspace=pending).count() == 2
+
+
+def test_concurrent_demotions_keep_an_owner(workspace, transactional_db):
+    """Two owners demote each other at the same moment, on two connections."""
+    import threading
+
+    from django.db import connection
+
+    from accounts import services
+    from accounts.errors import ApplicationError
+
+    first = MembershipFactory(workspace=workspace, role=Role.OWNER)
+    second = MembershipFactory(workspace=workspace, role=Role.OWNER)
+    barrier, outcomes = threading.Barrier(2), []
+
+    def demote(actor, target):
+        try:
+            barrier.wait()
+            services.member_change_role(membership=target, role="viewer", acting_user=actor.user)
+            outcomes.append("ok")
+        except ApplicationError as error:
+            outcomes.append(error.message)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=demote, args=(first, second)),
+        threading.Thread(target=demote, args=(second, first)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Membership.objects.filter(workspace=workspace, role=Role.OWNER).count() == 1
+    # One demotion wins; the other actor is no longer an owner when its turn comes.
+    assert sorted(outcomes) == ["Only owners can change roles.", "ok"]

@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_demo_user_signs_in_switches_workspace_and_signs_out(page, tmp_path, settings):
-    call_command("seed_demo")
+    call_command("seed_demo", force=True)
 
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
@@ -44,7 +44,7 @@ def test_demo_user_signs_in_switches_workspace_and_signs_out(page, tmp_path, set
 
 
 def test_htmx_invite_works_under_the_production_csp(page, tmp_path):
-    call_command("seed_demo")
+    call_command("seed_demo", force=True)
     page.goto("/accounts/login/")
     page.get_by_label("Email").fill("demo@example.com")
     page.get_by_label("Password").fill(demo_password())

@@ -59,10 +59,22 @@ def test_configuration_is_json_only_with_late_acks():
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
     assert conf.task_soft_time_limit < conf.task_time_limit
     assert {q.name for q in conf.task_queues} == {"default", "transactional", "send", "tracking"}
+    assert app.amqp.router.route({}, "accounts.tasks.system_mail_send_task")["queue"].name == (
+        "transactional"
+    )
+
+
+@pytest.fixture
+def not_eager():
+    app.conf.task_always_eager = False
+    yield
+    app.conf.task_always_eager = True
 
 
 @pytest.mark.django_db
-def test_task_round_trips_through_redis_and_worker_heartbeat_shows_in_healthz(worker, client):
+def test_task_round_trips_through_redis_and_worker_heartbeat_shows_in_healthz(
+    worker, client, not_eager
+):
     result = ping_task.delay("hello")
     assert result.get(timeout=60) == "pong:hello"
 

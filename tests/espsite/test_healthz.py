@@ -77,3 +77,11 @@ def test_healthz_is_not_redirected_to_https(client, settings):
     settings.SECURE_SSL_REDIRECT = True
     assert client.get("/healthz").status_code in (200, 503)
     assert client.get("/accounts/login/").status_code == 301
+
+
+def test_healthz_answers_a_probe_by_node_address(client):
+    """Load balancers send the node's IP as Host, which ALLOWED_HOSTS does not list."""
+    response = client.get("/healthz", HTTP_HOST="10.1.2.3:8000")
+    assert response.status_code == 200
+    assert response.json()["checks"]["database"] == {"ok": True}
+    assert client.get("/accounts/login/", HTTP_HOST="10.1.2.3:8000").status_code == 400

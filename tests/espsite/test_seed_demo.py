@@ -7,10 +7,10 @@ pytestmark = pytest.mark.django_db
 
 
 def test_seed_demo_is_idempotent_and_its_login_works(client, capsys):
-    call_command("seed_demo")
+    call_command("seed_demo", force=True)
     first = capsys.readouterr().out
     counts = (User.objects.count(), Workspace.objects.count(), Membership.objects.count())
-    call_command("seed_demo")
+    call_command("seed_demo", force=True)
     assert capsys.readouterr().out == first
     assert (User.objects.count(), Workspace.objects.count(), Membership.objects.count()) == counts
 
@@ -26,6 +26,14 @@ def test_seed_demo_is_idempotent_and_its_login_works(client, capsys):
 
 def test_seed_demo_password_comes_from_environment(monkeypatch, capsys):
     monkeypatch.setenv("DEMO_PASSWORD", "another-demo-pass")
-    call_command("seed_demo")
+    call_command("seed_demo", force=True)
     assert "demo@example.com / another-demo-pass" in capsys.readouterr().out
     assert User.objects.get(email="demo@example.com").check_password("another-demo-pass")
+
+
+def test_seed_demo_refuses_without_debug_unless_forced():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="DEBUG=1"):
+        call_command("seed_demo")
+    assert not User.objects.filter(email="operator@example.com").exists()

@@ -106,3 +106,12 @@ def test_defaults_point_at_local_services(tmp_path):
     assert (host, port) == ("127.0.0.1", "5432")
     assert redis_url == broker == "redis://127.0.0.1:6379/0"
     assert media == str(tmp_path / "media")
+
+
+def test_error_reports_hide_urls_with_credentials(settings, rf):
+    from django.views.debug import get_default_exception_reporter_filter
+
+    settings.REDIS_URL = "redis://:hunter2@redis.internal:6379/0"
+    safe = get_default_exception_reporter_filter().get_safe_settings()
+    assert "hunter2" not in str(safe["REDIS_URL"])
+    assert "hunter2" not in str(safe)

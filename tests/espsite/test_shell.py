@@ -151,3 +151,22 @@ def test_home_without_workspace_leads_to_creating_one(client):
 
 def test_anonymous_home_leads_to_sign_in(client):
     assert client.get("/")["Location"] == "/accounts/login/"
+
+
+def test_getting_started_steps_come_from_every_app(member_client):
+    from contacts.models import Contact
+    from sending.models import SendingDomain
+    from sending.services.domains import sending_domain_add
+
+    workspace = WorkspaceFactory(postal_address="1 Road")
+    client = member_client(workspace, Role.OWNER)
+    html = client.get(f"/w/{workspace.slug}/").content.decode()
+    assert "1 of 5 done" in html
+    assert f'hx-get="/w/{workspace.slug}/sending/panel/"' in html
+
+    Contact.objects.create(workspace=workspace, email="first@example.com")
+    domain = sending_domain_add(workspace=workspace, domain="mail.shop.example", acting_user=None)
+    SendingDomain.objects.filter(pk=domain.pk).update(status=SendingDomain.Status.VERIFIED)
+    assert "3 of 5 done" in client.get(f"/w/{workspace.slug}/").content.decode()
+    panel = client.get(f"/w/{workspace.slug}/sending/panel/", headers={"HX-Request": "true"})
+    assert 'data-fact="verified">1<' in panel.content.decode()

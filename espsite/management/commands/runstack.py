@@ -42,6 +42,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.relay = threading.Thread(target=self._relay, args=(output_lock,), daemon=True)
         self.relay.start()
@@ -59,6 +60,16 @@ class Child:
     def signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: be sent SIGTERM if runstack itself dies (even by SIGKILL),
+    so that no server outlives it holding its port."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _port_is_free(port: int) -> bool:
@@ -84,13 +95,19 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000, help="web port on 127.0.0.1")
 
     def handle(self, *args, port, **options):
-        for name, busy_port in (("web", port), ("SMTP sink", settings.SMTP_SINK_PORT)):
+        for name, busy_port in (
+            ("web", port),
+            ("SMTP sink", settings.SMTP_SINK_PORT),
+            ("DNS sandbox", settings.DNS_SANDBOX_PORT),
+        ):
             if not _port_is_free(busy_port):
                 raise CommandError(f"127.0.0.1:{busy_port} ({name}) is already in use.")
         var_dir = Path(settings.VAR_DIR)
         var_dir.mkdir(parents=True, exist_ok=True)
         children = self._children(port=port, var_dir=var_dir)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # DNS goes to the loopback sandbox unless resolvers were chosen explicitly.
+        env.setdefault("DNS_RESOLVERS", f"127.0.0.1:{settings.DNS_SANDBOX_PORT}")
         output_lock = threading.Lock()
 
         stopping = threading.Event()
@@ -131,6 +148,7 @@ class Command(BaseCommand):
             worker("transactional", "transactional", 1),
             Child("beat", [*celery, "beat", "-l", "info", "--schedule", schedule]),
             Child("sink", [*manage, "smtp_sink", "--host", "127.0.0.1"]),
+            Child("dns", [*manage, "dns_sandbox", "--host", "127.0.0.1"]),
         ]
 
     def _wait_for_web(
@@ -171,6 +189,8 @@ class Command(BaseCommand):
             f"  Operators:  {base}{reverse('admin:index')}",
             f"              {OPERATOR_EMAIL} / {password} (two-factor set-up at first sign-in)",
             f"  Mail:       SMTP sink on 127.0.0.1:{sink_port}, messages in {var_dir / 'outbox'}",
+            f"  DNS:        sandbox on 127.0.0.1:{settings.DNS_SANDBOX_PORT}: sending domains "
+            "under .example or .test verify; nothing is looked up off the machine",
         ]
         if (settings.EMAIL_HOST, settings.EMAIL_PORT) not in {
             ("127.0.0.1", sink_port),

@@ -1,8 +1,11 @@
 import os
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from accounts.demo import DEMO_EMAIL, OPERATOR_EMAIL, accounts_demo_seed
+from contacts.demo import contacts_demo_seed
+from sending.demo import sending_demo_seed
 
 DEMO_PASSWORD_DEFAULT = "esp-demo-password"  # noqa: S105 (printed for the local demo)
 
@@ -14,9 +17,23 @@ def demo_password() -> str:
 class Command(BaseCommand):
     help = "Create (or refresh) the demo workspaces, users and data; safe to run again."
 
-    def handle(self, *args, **options) -> None:
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="run with DEBUG off (creates a staff account with a published password)",
+        )
+
+    def handle(self, *args, force: bool = False, **options) -> None:
+        if not settings.DEBUG and not force:
+            raise CommandError(
+                "seed_demo creates a staff account whose password is published; it runs with "
+                "DEBUG=1 (as `make run` sets it). Pass --force to run it anyway."
+            )
         password = demo_password()
         accounts = accounts_demo_seed(password=password)
+        contacts_demo_seed(workspace=accounts.workspace, user=accounts.user)
+        sending_demo_seed(workspace=accounts.workspace)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: workspaces '{accounts.workspace.slug}' and "

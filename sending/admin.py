@@ -1,0 +1,137 @@
+from django.contrib import admin, messages
+
+from sending.models import (
+    DkimKey,
+    DnsblListing,
+    DnsblZone,
+    IpPool,
+    SendingDomain,
+    SendingIp,
+    WorkspacePool,
+)
+from sending.services import monitoring
+
+
+class SendingIpInline(admin.TabularInline):
+    model = SendingIp
+    extra = 0
+    fields = ["address", "helo_hostname", "bound_host", "is_active", "ptr_state", "ptr_checked_at"]
+    readonly_fields = ["ptr_state", "ptr_checked_at"]
+
+
+@admin.register(IpPool)
+class IpPoolAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "dedicated_workspace", "is_default", "created_at"]
+    list_filter = ["kind", "is_default"]
+    search_fields = ["name", "dedicated_workspace__name"]
+    autocomplete_fields = ["dedicated_workspace"]
+    inlines = [SendingIpInline]
+
+
+@admin.register(WorkspacePool)
+class WorkspacePoolAdmin(admin.ModelAdmin):
+    list_display = ["workspace", "pool", "assigned_at"]
+    autocomplete_fields = ["workspace"]
+    list_select_related = ["workspace", "pool"]
+
+
+@admin.register(SendingIp)
+class SendingIpAdmin(admin.ModelAdmin):
+    """Operators' view of sending IPs, with forward-confirmed reverse DNS."""
+
+    list_display = [
+        "address", "pool", "helo_hostname", "bound_host", "is_active",
+        "ptr_state", "ptr_names", "ptr_detail", "ptr_checked_at",
+    ]  # fmt: skip
+    list_filter = ["pool", "is_active", "ptr_state"]
+    search_fields = ["address", "helo_hostname", "bound_host"]
+    readonly_fields = ["ptr_state", "ptr_names", "ptr_detail", "ptr_checked_at", "created_at"]
+    actions = ["check_ptr"]
+
+    @admin.action(description="Check PTR / forward-confirmed reverse DNS now")
+    def check_ptr(self, request, queryset):
+        for sending_ip in queryset:
+            monitoring.sending_ip_ptr_check(sending_ip=sending_ip)
+        self.message_user(request, f"Checked {queryset.count()} address(es).", messages.SUCCESS)
+
+
+@admin.register(DnsblZone)
+class DnsblZoneAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "zone",
+        "kind",
+        "is_enabled",
+        "is_preset",
+        "last_error",
+        "last_error_at",
+    ]
+    list_filter = ["kind", "is_enabled", "is_preset"]
+    readonly_fields = ["last_error", "last_error_at", "created_at"]
+    actions = ["enable", "disable", "check_now"]
+
+    @admin.action(description="Enable selected zones")
+    def enable(self, request, queryset):
+        queryset.update(is_enabled=True)
+
+    @admin.action(description="Disable selected zones")
+    def disable(self, request, queryset):
+        queryset.update(is_enabled=False)
+
+    @admin.action(description="Check all sending IPs and domains now (enabled zones)")
+    def check_now(self, request, queryset):
+        new = monitoring.dnsbl_check_all()
+        self.message_user(
+            request, f"{len(new)} new listing(s).", messages.WARNING if new else messages.SUCCESS
+        )
+
+
+@admin.register(DnsblListing)
+class DnsblListingAdmin(admin.ModelAdmin):
+    list_display = [
+        "subject", "zone", "return_codes", "reason", "listed_at", "last_seen_at",
+        "delisted_at", "is_acknowledged",
+    ]  # fmt: skip
+    list_filter = ["is_acknowledged", ("delisted_at", admin.EmptyFieldListFilter), "zone"]
+    search_fields = ["subject", "reason"]
+    list_select_related = ["zone"]
+    readonly_fields = [
+        "zone", "subject", "sending_ip", "sending_domain", "return_codes", "reason",
+        "listed_at", "last_seen_at", "delisted_at",
+    ]  # fmt: skip
+    actions = ["acknowledge"]
+
+    @admin.action(description="Acknowledge selected listings")
+    def acknowledge(self, request, queryset):
+        queryset.update(is_acknowledged=True)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+class DkimKeyInline(admin.TabularInline):
+    model = DkimKey
+    extra = 0
+    fields = ["selector", "algorithm", "status", "created_at", "activated_at", "retire_after"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SendingDomain)
+class SendingDomainAdmin(admin.ModelAdmin):
+    list_display = ["domain", "workspace", "status", "last_checked_at", "first_verified_at"]
+    list_filter = ["status"]
+    search_fields = ["domain", "workspace__name", "workspace__slug"]
+    list_select_related = ["workspace"]
+    readonly_fields = [
+        "workspace", "domain", "status", "record_states", "last_checked_at",
+        "first_verified_at", "broken_at", "created_by", "created_at",
+    ]  # fmt: skip
+    fields = [*readonly_fields, "return_path_subdomain", "tracking_subdomain"]
+    inlines = [DkimKeyInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False

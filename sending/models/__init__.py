@@ -1,0 +1,15 @@
+from sending.models.dnsbl import DnsblListing, DnsblZone
+from sending.models.domains import DkimKey, DomainCheck, RecordState, SendingDomain
+from sending.models.ips import IpPool, SendingIp, WorkspacePool
+
+__all__ = [
+    "DkimKey",
+    "DnsblListing",
+    "DnsblZone",
+    "DomainCheck",
+    "IpPool",
+    "RecordState",
+    "SendingDomain",
+    "SendingIp",
+    "WorkspacePool",
+]

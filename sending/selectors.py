@@ -1,0 +1,182 @@
+"""Reads of the sending app; views and other apps go through these."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.http import Http404
+
+from accounts.models import Workspace
+from sending import dkim
+from sending.dnscheck import DomainSpec, ExpectedKey, dmarc_expected_value, spf_expected_value
+from sending.domain_names import InvalidDomain, domain_normalize
+from sending.models import (
+    DkimKey,
+    DnsblListing,
+    DomainCheck,
+    IpPool,
+    SendingDomain,
+    SendingIp,
+    WorkspacePool,
+)
+
+
+def sending_domain_list(*, workspace: Workspace) -> QuerySet[SendingDomain]:
+    return SendingDomain.objects.for_workspace(workspace).order_by("domain")
+
+
+def sending_domain_get(*, workspace: Workspace, domain_id: int) -> SendingDomain:
+    domain = SendingDomain.objects.for_workspace(workspace).filter(pk=domain_id).first()
+    if domain is None:
+        raise Http404("No such domain.")
+    return domain
+
+
+def dkim_key_list_published(*, domain: SendingDomain) -> QuerySet[DkimKey]:
+    """Keys whose records must be in DNS: signing, waiting to sign, or in their grace period."""
+    return domain.dkim_keys.filter(
+        status__in=[DkimKey.Status.ACTIVE, DkimKey.Status.PENDING, DkimKey.Status.RETIRING]
+    ).order_by("algorithm", "created_at")
+
+
+def dkim_key_list_signing(*, domain: SendingDomain) -> list[DkimKey]:
+    """The keys that sign this domain's mail: RSA first, then Ed25519 as a second signature."""
+    keys = list(domain.dkim_keys.filter(status=DkimKey.Status.ACTIVE))
+    return sorted(keys, key=lambda key: key.algorithm != DkimKey.Algorithm.RSA)
+
+
+def domain_check_list(*, domain: SendingDomain, limit: int = 10) -> QuerySet[DomainCheck]:
+    return domain.checks.all()[:limit]
+
+
+def sending_domain_for_from_address(*, workspace: Workspace, address: str) -> SendingDomain | None:
+    """The verified domain of the workspace that a From address aligns with, else None.
+
+    The address's own domain, or a parent domain whose DMARC alignment is relaxed (a
+    subdomain From aligns with d=<parent> only under adkim=r).
+    """
+    _, at, domain_part = (address or "").strip().rpartition("@")
+    if not at:
+        return None
+    try:
+        name = domain_normalize(domain_part)
+    except InvalidDomain:
+        return None
+    labels = name.split(".")
+    candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+    verified = {
+        domain.domain: domain
+        for domain in SendingDomain.objects.for_workspace(workspace).filter(
+            status=SendingDomain.Status.VERIFIED, domain__in=candidates
+        )
+    }
+    if name in verified:
+        return verified[name]
+    for parent in candidates[1:]:  # nearest parent first
+        domain = verified.get(parent)
+        if domain is not None:
+            dmarc = domain.record_states.get("dmarc") or {}
+            return domain if dmarc.get("adkim", "r") == "r" else None
+    return None
+
+
+def ip_pool_for_workspace(*, workspace: Workspace) -> IpPool | None:
+    assignment = WorkspacePool.objects.for_workspace(workspace).select_related("pool").first()
+    if assignment is not None:
+        return assignment.pool
+    return IpPool.objects.filter(is_default=True).first()
+
+
+def sending_ip_list_for_workspace(*, workspace: Workspace) -> QuerySet[SendingIp]:
+    pool = ip_pool_for_workspace(workspace=workspace)
+    if pool is None:
+        return SendingIp.objects.none()
+    return pool.ips.filter(is_active=True).order_by("address")
+
+
+def dnsbl_listing_list_open_for_workspace(*, workspace: Workspace) -> QuerySet[DnsblListing]:
+    """Open listings of the workspace's domains and of the IPs it sends from."""
+    ips = sending_ip_list_for_workspace(workspace=workspace)
+    return (
+        DnsblListing.objects.filter(delisted_at__isnull=True)
+        .filter(Q(sending_domain__workspace=workspace) | Q(sending_ip__in=ips))
+        .select_related("zone")
+        .order_by("-listed_at")
+    )
+
+
+def sending_summary(*, workspace: Workspace) -> dict:
+    """Facts for the workspace dashboard."""
+    domains = list(sending_domain_list(workspace=workspace))
+    return {
+        "domain_count": len(domains),
+        "verified": [d for d in domains if d.status == SendingDomain.Status.VERIFIED],
+        "failing": [d for d in domains if d.status == SendingDomain.Status.FAILING],
+        "pending": [d for d in domains if d.status == SendingDomain.Status.PENDING],
+        "listings": list(dnsbl_listing_list_open_for_workspace(workspace=workspace)),
+    }
+
+
+def sending_domain_spec(*, domain: SendingDomain) -> DomainSpec:
+    """What the domain must publish, as the checks expect it."""
+    keys = []
+    for key in dkim_key_list_published(domain=domain):
+        label = "DKIM" if key.algorithm == DkimKey.Algorithm.RSA else "DKIM (Ed25519)"
+        if key.status != DkimKey.Status.ACTIVE:
+            label += f" · {key.get_status_display().lower()}"
+        keys.append(
+            ExpectedKey(
+                selector=key.selector,
+                algorithm=key.algorithm,
+                public_key=key.public_key,
+                label=label,
+                key=key.record_key,
+            )
+        )
+    ips = [ip.address for ip in sending_ip_list_for_workspace(workspace=domain.workspace)]
+    return DomainSpec(
+        domain=domain.domain,
+        keys=keys,
+        spf_host=domain.return_path_host,
+        platform_ips=ips,
+        spf_include=settings.SENDING_SPF_DOMAIN,
+        return_path_host=domain.return_path_host,
+        inbound_host=settings.SENDING_INBOUND_HOST,
+        tracking_host=domain.tracking_host,
+        tracking_target=settings.SENDING_TRACKING_HOST,
+        dmarc_rua=settings.DMARC_REPORT_ADDRESS,
+    )
+
+
+def sending_domain_records(*, domain: SendingDomain) -> list[dict]:
+    """The records to publish, each with its last checked state and what was found."""
+    spec = sending_domain_spec(domain=domain)
+    rows = []
+    for key in spec.keys:
+        value = dkim.dkim_record_value(algorithm=key.algorithm, public_b64=key.public_key)
+        rows.append(
+            {
+                "key": key.record_key,
+                "label": key.label,
+                "type": "TXT",
+                "name": f"{key.selector}._domainkey.{domain.domain}",
+                "value": value,
+                "chunks": dkim.dkim_record_chunks(value),
+                "required": key.algorithm == dkim.RSA and "·" not in key.label,
+            }
+        )
+    rows += [
+        {"key": "spf", "label": "SPF", "type": "TXT", "name": spec.spf_host,
+         "value": spf_expected_value(spec), "required": True},
+        {"key": "dmarc", "label": "DMARC", "type": "TXT", "name": f"_dmarc.{domain.domain}",
+         "value": dmarc_expected_value(spec), "required": True},
+        {"key": "return_path", "label": "Return path (bounces)", "type": "MX",
+         "name": spec.return_path_host, "value": f"10 {spec.inbound_host}", "required": True},
+        {"key": "tracking", "label": "Tracking links", "type": "CNAME",
+         "name": spec.tracking_host, "value": spec.tracking_target, "required": False},
+    ]  # fmt: skip
+    for row in rows:
+        result = domain.record_states.get(row["key"]) or {}
+        row["state"] = result.get("state", "pending")
+        row["result"] = result
+    return rows
