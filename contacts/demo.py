@@ -9,11 +9,8 @@ from django.db import transaction
 from accounts.models import User, Workspace
 from contacts.models import ContactImport, ContactList, Field, Segment, SignupForm, Suppression
 from contacts.segments.services import segment_create
-from contacts.services.imports import (
-    contact_import_run,
-    contact_import_start,
-    contact_import_upload,
-)
+from contacts.services.import_run import contact_import_run
+from contacts.services.imports import contact_import_start, contact_import_upload
 from contacts.services.signup import signup_form_create
 from contacts.services.suppressions import suppression_add
 

@@ -19,6 +19,6 @@ def contact_export_run_task(export_id: int) -> None:
 @shared_task(acks_late=True)
 def contact_import_run_task(import_id: int) -> None:
     # Imported here: contacts.services.imports imports this module to queue the task.
-    from contacts.services.imports import contact_import_run
+    from contacts.services.import_run import contact_import_run
 
     contact_import_run(import_id=import_id)

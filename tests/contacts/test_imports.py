@@ -7,9 +7,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.errors import ApplicationError
 from contacts.models import ConsentRecord, Contact, ContactImport, Subscription, Suppression
+from contacts.services.import_run import contact_import_run
 from contacts.services.imports import (
     contact_import_report_csv,
-    contact_import_run,
+    contact_import_resume,
     contact_import_start,
     contact_import_upload,
 )
@@ -314,9 +315,9 @@ def test_formula_cells_are_neutralised_in_the_report(owner):
 
 
 def test_rerun_after_a_crash_continues_without_duplicating(owner, monkeypatch):
-    from contacts.services import imports
+    from contacts.services import import_run
 
-    monkeypatch.setattr(imports, "BATCH_ROWS", 2)
+    monkeypatch.setattr(import_run, "BATCH_ROWS", 2)
     rows = "".join(f"p{n}@example.com\r\n" for n in range(7))
     contact_import = _upload(owner, f"email\r\n{rows}".encode())
     contact_import_start(
@@ -329,7 +330,7 @@ def test_rerun_after_a_crash_continues_without_duplicating(owner, monkeypatch):
         acting_user=owner.user,
     )
     calls = {"n": 0}
-    real_write = imports._write_batch
+    real_write = import_run._write_batch
 
     def crash_on_third_batch(*args, **kwargs):
         calls["n"] += 1
@@ -337,15 +338,15 @@ def test_rerun_after_a_crash_continues_without_duplicating(owner, monkeypatch):
             raise ConnectionError("worker died")
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(imports, "_write_batch", crash_on_third_batch)
+    monkeypatch.setattr(import_run, "_write_batch", crash_on_third_batch)
     with pytest.raises(ConnectionError):
         contact_import_run(import_id=contact_import.pk)
     assert Contact.objects.filter(workspace=owner.workspace).count() == 4
     contact_import.refresh_from_db()
     assert contact_import.status == "failed"
     assert "worker died" in contact_import.error
-    monkeypatch.setattr(imports, "_write_batch", real_write)
-    imports.contact_import_resume(contact_import=contact_import, acting_user=owner.user)
+    monkeypatch.setattr(import_run, "_write_batch", real_write)
+    contact_import_resume(contact_import=contact_import, acting_user=owner.user)
     result = contact_import_run(import_id=contact_import.pk)
     assert _counts(result) == (7, 0, 0, 0)
     assert ConsentRecord.objects.filter(workspace=owner.workspace).count() == 7
@@ -385,3 +386,15 @@ def test_an_import_already_running_elsewhere_is_not_run_twice(owner):
     finally:
         other.close()
     assert contact_import_run(import_id=contact_import.pk).status == "done"
+
+
+def test_suppression_survives_a_hash_key_rotation(owner, settings):
+    """Entries hashed with the previous key keep matching when a new key comes first."""
+    settings.SUPPRESSION_HASH_KEYS = ["old-key"]
+    suppression_add(
+        workspace=owner.workspace, email="kept.out@example.com", reason="manual", acting_user=None
+    )
+    settings.SUPPRESSION_HASH_KEYS = ["new-key", "old-key"]
+    result = _import(owner, b"email\r\nkept.out@example.com\r\nwelcome@example.com\r\n")
+    assert (result.created_count, result.skipped_count) == (1, 1)
+    assert not Contact.objects.filter(email="kept.out@example.com").exists()
