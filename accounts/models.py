@@ -198,6 +198,34 @@ class AuditEntryQuerySet(models.QuerySet):
     def delete(self):
         raise TypeError("Audit entries are append-only.")
 
+    def redact_personal_fields(self, *, needles: list[str]) -> int:
+        """GDPR erasure, the one change ever made to audit entries: labels and detail values
+        holding one of `needles` (an address, case-insensitive) are blanked, and the client
+        IP goes; the verb, the time and the actor's link stay."""
+        lowered = [needle.lower() for needle in needles if needle]
+
+        def holds(value) -> bool:
+            return isinstance(value, str) and any(needle in value.lower() for needle in lowered)
+
+        def scrub(value):
+            if isinstance(value, dict):
+                return {key: scrub(item) for key, item in value.items() if not holds(key)}
+            if isinstance(value, list):
+                return [scrub(item) for item in value]
+            return "[erased]" if holds(value) else value
+
+        redacted = 0
+        for entry in self.only("pk", "actor_label", "target_label", "details"):
+            values = {
+                "actor_label": "" if holds(entry.actor_label) else entry.actor_label,
+                "target_label": "[erased]" if holds(entry.target_label) else entry.target_label,
+                "details": scrub(entry.details),
+                "ip": None,
+            }
+            # The plain QuerySet.update: this class refuses updates to everyone else.
+            redacted += models.QuerySet.update(self.model.objects.filter(pk=entry.pk), **values)
+        return redacted
+
 
 class AuditEntry(models.Model):
     """Append-only record of who did what, where and from which address."""

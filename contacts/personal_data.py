@@ -1,16 +1,27 @@
 """Personal data the contacts app keeps about a person: export and erase hooks.
 
 The compliance app discovers every app's personal_data.py; each exports `export()` and
-`erase()` taking the workspace and the address, and an `ERASE_ORDER` (lower runs first).
+`erase()` taking the workspace and the address, an `ERASE_ORDER` (lower runs first),
+`MODELS` (the models with personal fields its hooks cover) and `retain(*, older_than)`.
 """
+
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q
 
 from accounts.models import Workspace
-from contacts.models import ConsentRecord, Contact, ImportRejection, Subscription, Suppression
+from contacts.models import (
+    ConsentRecord,
+    Contact,
+    ContactImport,
+    ImportRejection,
+    Subscription,
+    Suppression,
+)
 from contacts.suppressions import address_hash, address_hashes
 
+MODELS = [Contact, ConsentRecord, Suppression, ImportRejection]
 ERASE_ORDER = 100  # after the apps that refer to contacts
 
 
@@ -84,6 +95,12 @@ def erase(*, workspace: Workspace, email: str) -> None:
     ).redact_personal_fields()
     contacts.delete()
     ImportRejection.objects.for_workspace(workspace).filter(raw__icontains=email.strip()).delete()
+    # Previews of the first rows, shown on the mapping screen, may hold the address too.
+    for contact_import in ContactImport.objects.for_workspace(workspace).filter(
+        preview__icontains=email.strip()
+    ):
+        contact_import.preview = []
+        contact_import.save(update_fields=["preview"])
     hashes = address_hashes(email)
     Suppression.objects.filter(workspace=workspace, address_hash__in=hashes).delete()
     # The tombstone: a later import of this address is refused without storing it.
@@ -93,4 +110,14 @@ def erase(*, workspace: Workspace, email: str) -> None:
         email="",
         reason=Suppression.Reason.ERASED,
         source="GDPR erasure",
+    )
+
+
+def retain(*, older_than: datetime) -> int:
+    """Rejected import rows keep their line and reason; their raw text (the person's data)
+    goes once the import is older than the retention period."""
+    return (
+        ImportRejection.objects.filter(contact_import__created_at__lt=older_than)
+        .exclude(raw="")
+        .update(raw="")
     )

@@ -67,6 +67,11 @@ app.conf.beat_schedule = {
         "task": "sending.tasks.dnsbl_check_all_task",
         "schedule": 3600.0,
     },
+    # GDPR retention: personal fields of rows older than RETENTION_MONTHS go, daily.
+    "gdpr-retention": {
+        "task": "compliance.tasks.gdpr_retention_apply_task",
+        "schedule": 24 * 3600.0,
+    },
     "sending-ptr-checks": {
         "task": "sending.tasks.sending_ip_ptr_check_all_task",
         "schedule": 6 * 3600.0,

@@ -338,6 +338,11 @@ SIGNUP_CONFIRMATION_MAX_AGE_SECONDS = env_int("SIGNUP_CONFIRMATION_MAX_AGE_SECON
 # Contact imports: uploads above this size are refused before they are read.
 CONTACT_IMPORT_MAX_BYTES = env_int("CONTACT_IMPORT_MAX_BYTES", 512 * 1024 * 1024)
 
+# GDPR: personal fields of rows older than this many months are dropped (a daily task);
+# a person's erasure confirmation link expires after GDPR_CONFIRMATION_MAX_AGE_SECONDS.
+RETENTION_MONTHS = env_int("RETENTION_MONTHS", 24)
+GDPR_CONFIRMATION_MAX_AGE_SECONDS = env_int("GDPR_CONFIRMATION_MAX_AGE_SECONDS", 48 * 3600)
+
 # Models that belong to no workspace; every other model of the project's apps must inherit
 # accounts.models.WorkspaceOwned (checked at start-up).
 GLOBAL_MODELS = [

@@ -118,6 +118,9 @@ def contact_import_run(*, import_id: int) -> ContactImport:
             )
             raise
     contact_import.refresh_from_db()
+    if contact_import.status == ContactImport.Status.DONE:
+        # The upload has served its purpose; keeping people's data in it serves none.
+        default_storage.delete(contact_import.file_name)
     audit_record(
         workspace=contact_import.workspace,
         actor=contact_import.created_by,
@@ -314,7 +317,8 @@ def _write_batch(
             cursor.execute(_SUPPRESSED_SQL, params)
             suppressed = cursor.fetchall()
             rejections += [
-                (line, "skipped", "suppressed address: never imported again", email)
+                # The address is not kept: it may be an erased person's tombstone.
+                (line, "skipped", "suppressed address: never imported again", "")
                 for line, email in suppressed
             ]
             conflict = _UPDATE_EXISTING if contact_import.update_existing else "DO NOTHING"

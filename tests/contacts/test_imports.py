@@ -383,6 +383,10 @@ def test_an_import_already_running_elsewhere_is_not_run_twice(owner):
         result = contact_import_run(import_id=contact_import.pk)
         assert result.status == "queued"
         assert not Contact.objects.filter(workspace=owner.workspace).exists()
+        # Released explicitly: a closed connection's locks go only when its backend exits.
+        other.execute(
+            "SELECT pg_advisory_unlock(hashtext(%s), %s)", ["contacts.import", contact_import.pk]
+        )
     finally:
         other.close()
     assert contact_import_run(import_id=contact_import.pk).status == "done"
@@ -398,3 +402,32 @@ def test_suppression_survives_a_hash_key_rotation(owner, settings):
     result = _import(owner, b"email\r\nkept.out@example.com\r\nwelcome@example.com\r\n")
     assert (result.created_count, result.skipped_count) == (1, 1)
     assert not Contact.objects.filter(email="kept.out@example.com").exists()
+
+
+def test_finished_import_keeps_no_copy_of_the_file(owner):
+    from django.core.files.storage import default_storage
+
+    result = _import(owner, ROWS.encode())
+    assert not default_storage.exists(result.file_name)
+    # A redelivered task finds the import done and does not need the file.
+    assert contact_import_run(import_id=result.pk).status == "done"
+
+
+def test_suppressed_rows_are_reported_without_their_address(owner):
+    suppression_add(
+        workspace=owner.workspace, email="erased@example.com", reason="manual", acting_user=None
+    )
+    result = _import(owner, b"email\r\nerased@example.com\r\n")
+    [line] = _report(result)
+    assert "suppressed address" in line
+    assert "erased@example.com" not in line
+
+
+def test_erasure_clears_import_previews_holding_the_address(owner):
+    from contacts import personal_data
+
+    contact_import = _upload(owner, ROWS.encode())
+    assert "ada@example.com" in str(contact_import.preview)
+    personal_data.erase(workspace=owner.workspace, email="ada@example.com")
+    contact_import.refresh_from_db()
+    assert "ada@example.com" not in str(contact_import.preview)

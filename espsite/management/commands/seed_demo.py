@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.demo import DEMO_EMAIL, OPERATOR_EMAIL, accounts_demo_seed
+from compliance.demo import compliance_demo_links
 from contacts.demo import contacts_demo_seed
 from sending.demo import sending_demo_seed
 
@@ -45,3 +46,6 @@ class Command(BaseCommand):
             f"  Operator: {OPERATOR_EMAIL} / {password} (admin at /admin/; two-factor set-up "
             "is asked at first sign-in)"
         )
+        links = compliance_demo_links(workspace=accounts.workspace)
+        if links:
+            self.stdout.write(f"  Try unsubscribing: {links[0]}\n  Preferences: {links[1]}")
