@@ -33,10 +33,17 @@ def sending_domain_get(*, workspace: Workspace, domain_id: int) -> SendingDomain
 
 
 def dkim_key_list_published(*, domain: SendingDomain) -> QuerySet[DkimKey]:
-    """Keys whose records must be in DNS: signing, waiting to sign, or in their grace period."""
-    return domain.dkim_keys.filter(
-        status__in=[DkimKey.Status.ACTIVE, DkimKey.Status.PENDING, DkimKey.Status.RETIRING]
-    ).order_by("algorithm", "created_at")
+    """Keys whose records must be in DNS: signing, waiting to sign, or in their grace period.
+
+    Publishing needs public keys only: the sealed private keys are not even loaded.
+    """
+    return (
+        domain.dkim_keys.filter(
+            status__in=[DkimKey.Status.ACTIVE, DkimKey.Status.PENDING, DkimKey.Status.RETIRING]
+        )
+        .defer("private_key")
+        .order_by("algorithm", "created_at")
+    )
 
 
 def dkim_key_list_signing(*, domain: SendingDomain) -> list[DkimKey]:

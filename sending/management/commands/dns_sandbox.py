@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from sending.dnsserver import DnsServer
 from sending.sandbox import RESERVED_TLDS, sandbox_zone
 
-REFRESH_SECONDS = 3
+REFRESH_SECONDS = 1
 logger = logging.getLogger(__name__)
 
 
