@@ -343,6 +343,9 @@ CONTACT_IMPORT_MAX_BYTES = env_int("CONTACT_IMPORT_MAX_BYTES", 512 * 1024 * 1024
 RETENTION_MONTHS = env_int("RETENTION_MONTHS", 24)
 GDPR_CONFIRMATION_MAX_AGE_SECONDS = env_int("GDPR_CONFIRMATION_MAX_AGE_SECONDS", 48 * 3600)
 
+# Campaign rendering: templates and rendered messages larger than this are refused.
+CAMPAIGN_RENDER_MAX_BYTES = env_int("CAMPAIGN_RENDER_MAX_BYTES", 2 * 1024 * 1024)
+
 # Models that belong to no workspace; every other model of the project's apps must inherit
 # accounts.models.WorkspaceOwned (checked at start-up).
 GLOBAL_MODELS = [
