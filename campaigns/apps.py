@@ -7,6 +7,7 @@ class CampaignsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.dashboard import DashboardStep, dashboard_steps
+        from campaigns.models import Campaign
 
         dashboard_steps.register(
             DashboardStep(
@@ -16,6 +17,6 @@ class CampaignsConfig(AppConfig):
                 text="Start from a template, preview it for a real contact, send a test.",
                 url_name="campaigns:campaign_list",
                 action="Go to campaigns",
-                is_done=lambda workspace: False,  # campaigns arrive with the campaigns issue
+                is_done=lambda workspace: Campaign.objects.for_workspace(workspace).exists(),
             )
         )

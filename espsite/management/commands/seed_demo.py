@@ -4,9 +4,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.demo import DEMO_EMAIL, OPERATOR_EMAIL, accounts_demo_seed
+from campaigns.demo import campaigns_demo_seed
 from compliance.demo import compliance_demo_links
 from contacts.demo import contacts_demo_seed
-from sending.demo import sending_demo_seed
+from sending.demo import DEMO_DOMAIN, sending_demo_seed
 
 DEMO_PASSWORD_DEFAULT = "esp-demo-password"  # noqa: S105 (printed for the local demo)
 
@@ -35,6 +36,9 @@ class Command(BaseCommand):
         accounts = accounts_demo_seed(password=password)
         contacts_demo_seed(workspace=accounts.workspace, user=accounts.user)
         sending_demo_seed(workspace=accounts.workspace)
+        campaigns_demo_seed(
+            workspace=accounts.workspace, user=accounts.user, from_email=f"hello@{DEMO_DOMAIN}"
+        )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: workspaces '{accounts.workspace.slug}' and "
