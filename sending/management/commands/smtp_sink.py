@@ -2,6 +2,7 @@
 
 import ipaddress
 import logging
+import os
 import signal
 import threading
 from email.parser import BytesHeaderParser
@@ -51,6 +52,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+STOP_GRACE_SECONDS = 5
+
+
 class Command(BaseCommand):
     help = "Run a catch-all SMTP server on loopback that stores every message as an .eml file."
 
@@ -90,5 +94,11 @@ class Command(BaseCommand):
         try:
             stop.wait()
         finally:
-            controller.stop()
+            # A client that never hangs up must not keep the sink alive after it was told
+            # to stop: give the server a few seconds, then leave regardless.
+            stopper = threading.Thread(target=controller.stop, daemon=True)
+            stopper.start()
+            stopper.join(timeout=STOP_GRACE_SECONDS)
+            if stopper.is_alive():
+                os._exit(0)
         self.stdout.write("SMTP sink stopped")
