@@ -17,6 +17,7 @@ from accounts.downloads import workspace_file_name
 from accounts.errors import ApplicationError
 from accounts.models import User, Workspace
 from contacts.models import Contact, ContactExport, ContactList, Field, Segment, Subscription
+from contacts.segments.compiler import segment_contacts
 
 BASE_COLUMNS = ["email", "first_name", "last_name", "status", "created_at"]
 # A spreadsheet reads a cell starting with one of these as a formula (or, for tab and CR,
@@ -36,19 +37,6 @@ def csv_cell(value) -> str | int | float:
     if text.startswith(FORMULA_PREFIXES):
         return "'" + text
     return text
-
-
-def segment_contacts(*, segment: Segment) -> QuerySet[Contact]:
-    """Hook to the segment compiler (contacts/segments/compiler.py) for segment exports."""
-    try:
-        from contacts.segments import compiler
-    except ImportError:
-        compiler = None
-    for name in ("segment_contacts", "segment_queryset", "compile_segment"):
-        function = getattr(compiler, name, None)
-        if function is not None:
-            return function(segment=segment)
-    raise ApplicationError("Segments cannot be exported yet.")
 
 
 def export_contacts(*, export: ContactExport) -> QuerySet[Contact]:

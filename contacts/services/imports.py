@@ -16,6 +16,7 @@ from accounts.errors import ApplicationError
 from accounts.models import User, Workspace
 from contacts import csvfiles
 from contacts.models import ContactImport, ContactList, Field
+from contacts.services.exports import csv_cell
 
 NAME_COLUMNS = {
     "email": ("email", "e-mail", "email address", "e-mail address", "mail", "emailaddress"),
@@ -179,9 +180,4 @@ def contact_import_report_csv(*, contact_import: ContactImport):
     yield writer.writerow(["line", "outcome", "reason", "row"])
     rows = contact_import.rejections.order_by("line").values_list("line", "kind", "reason", "raw")
     for line, kind, reason, raw in rows.iterator(chunk_size=2000):
-        yield writer.writerow([line, kind, reason, _neutralise(raw)])
-
-
-def _neutralise(value: str) -> str:
-    """A cell a spreadsheet would run as a formula is prefixed with a quote."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+        yield writer.writerow([line, kind, reason, csv_cell(raw)])

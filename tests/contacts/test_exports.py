@@ -193,3 +193,26 @@ def test_unfinished_export_is_not_downloadable(workspace, member_client):
         kwargs={"workspace_slug": workspace.slug, "export_id": export.pk},
     )
     assert member_client(workspace).get(url).status_code == 404
+
+
+def test_segment_export_has_exactly_the_segments_contacts(
+    workspace, member_client, django_capture_on_commit_callbacks
+):
+    from contacts.models import Segment
+
+    FieldFactory(workspace=workspace, key="orders", label="Orders", type="number")
+    ContactFactory(workspace=workspace, email="many@example.com", attributes={"orders": 12})
+    ContactFactory(workspace=workspace, email="few@example.com", attributes={"orders": 9})
+    ContactFactory(email="elsewhere@example.com", attributes={"orders": 50})
+    segment = Segment.objects.create(
+        workspace=workspace,
+        name="Frequent",
+        definition={
+            "op": "and",
+            "rules": [{"field": "attr:orders", "operator": "gt", "value": 10}],
+        },
+    )
+    export = _run(workspace, {"segment": segment.pk}, django_capture_on_commit_callbacks)
+    assert export.status == ContactExport.Status.DONE
+    rows = _download(member_client(workspace, Role.VIEWER), export)
+    assert [row["email"] for row in rows] == ["many@example.com"]
