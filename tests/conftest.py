@@ -78,6 +78,21 @@ def _clean_redis() -> None:
     redis.Redis.from_url(redis_test_url()).flushdb()
 
 
+@pytest.fixture(autouse=True)
+def private_storage(settings, tmp_path):
+    """Files of every test go to its own folder, never to the developer's var/media."""
+    location = tmp_path / "storage"
+    location.mkdir()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(location)},
+        },
+    }
+    return location
+
+
 @pytest.fixture
 def password() -> str:
     return TEST_PASSWORD

@@ -13,17 +13,6 @@ from tests.factories import WorkspaceFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _media_in_tmp(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path)},
-        },
-    }
-
-
 def _store(workspace, relative: str, content: bytes = b"email\na@example.com\n") -> str:
     return default_storage.save(
         workspace_file_name(workspace=workspace, relative=relative), ContentFile(content)

@@ -1,8 +1,6 @@
 """Shared set-up of the GDPR tests: private files in a temporary folder, a person with a
 row in every contacts table, and a helper that runs on-commit work (tasks, mail)."""
 
-import pytest
-
 from contacts.services.consent import consent_record_add
 from tests.factories import ContactFactory, SubscriptionFactory
 
@@ -12,18 +10,6 @@ PERSON = {
     "last_name": "Quistgaard",
     "ip": "203.0.113.77",
 }
-
-
-@pytest.fixture
-def media_in_tmp(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path)},
-        },
-    }
-    return tmp_path
 
 
 def make_person(

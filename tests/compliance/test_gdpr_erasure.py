@@ -14,10 +14,10 @@ from compliance.tokens import preferences_token
 from contacts.models import Contact, ContactImport, ImportRejection, Suppression
 from contacts.services.contacts import contact_create
 from contacts.suppressions import may_send_to
-from tests.compliance.gdpr_helpers import PERSON, make_person, media_in_tmp  # noqa: F401
+from tests.compliance.gdpr_helpers import PERSON, make_person
 from tests.factories import InvitationFactory, WorkspaceFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_in_tmp")]
+pytestmark = pytest.mark.django_db
 
 SEARCHED_TYPES = ("text", "character varying", "character", "json", "jsonb", "inet", "cidr")
 

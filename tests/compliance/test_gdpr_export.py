@@ -14,10 +14,10 @@ from accounts.models import AuditEntry, Role
 from compliance.gdpr import gdpr_export, personal_data_hooks
 from compliance.models import GdprRequest
 from compliance.tokens import preferences_token
-from tests.compliance.gdpr_helpers import PERSON, make_person, media_in_tmp  # noqa: F401
+from tests.compliance.gdpr_helpers import PERSON, make_person
 from tests.factories import InvitationFactory, WorkspaceFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_in_tmp")]
+pytestmark = pytest.mark.django_db
 
 OTHER = "olive.other@example.net"
 

@@ -9,17 +9,6 @@ from tests.factories import ContactListFactory, MembershipFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _private_storage(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path)},
-        },
-    }
-
-
 def _url(name, workspace, **kwargs):
     return reverse(name, kwargs={"workspace_slug": workspace.slug, **kwargs})
 
