@@ -420,3 +420,15 @@ def test_erasure_clears_import_previews_holding_the_address(owner):
     personal_data.erase(workspace=owner.workspace, email="ada@example.com")
     contact_import.refresh_from_db()
     assert "ada@example.com" not in str(contact_import.preview)
+
+
+def test_an_import_is_audited_from_upload_to_counts(owner):
+    from accounts.models import AuditEntry
+
+    result = _import(owner, ROWS.encode() + b"broken\r\n")
+    entries = AuditEntry.objects.filter(workspace=owner.workspace, target_id=str(result.pk))
+    verbs = set(entries.values_list("verb", flat=True))
+    assert verbs == {"contacts.import_uploaded", "contacts.import_started", "contacts.imported"}
+    finished = entries.get(verb="contacts.imported")
+    assert finished.details == {"created": 2, "updated": 0, "skipped": 0, "invalid": 1}
+    assert finished.actor == owner.user
