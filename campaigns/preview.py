@@ -4,11 +4,11 @@ Uses the same renderer as the real send. Preview links are placeholders: a worki
 unsubscribe link must not be one click away in the editor.
 """
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from accounts.models import Workspace
+from campaigns.personalise import compose, contact_values
 from campaigns.rendering import (
     ContextError,
     RenderedMessage,
@@ -19,7 +19,6 @@ from campaigns.rendering import (
 from campaigns.rendering.engine import Mode
 from contacts.models import Contact
 
-_SLOT = re.compile(r"\{\{\s*content\s*\}\}")
 PREVIEW_LINK = "https://example.com/preview-link"
 SAMPLE_CONTACT = {
     "email": "alex@example.com",
@@ -43,24 +42,8 @@ class Preview:
     errors: list[PreviewError] = field(default_factory=list)
 
 
-def compose(*, layout: str | None, body: str) -> str:
-    """The layout with the body in its `{{ content }}` slot (the body alone without one)."""
-    if not layout or not _SLOT.search(layout):
-        return body
-    return _SLOT.sub(lambda _: body, layout, count=1)
-
-
 def preview_context(*, workspace: Workspace, contact: Contact | None) -> dict[str, Any]:
-    values = (
-        SAMPLE_CONTACT
-        if contact is None
-        else {
-            "email": contact.email,
-            "first_name": contact.first_name,
-            "last_name": contact.last_name,
-            "attributes": contact.attributes or {},
-        }
-    )
+    values = SAMPLE_CONTACT if contact is None else contact_values(contact)
     return {
         **values,
         "postal_address": workspace.postal_address,

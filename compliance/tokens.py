@@ -19,6 +19,7 @@ from django.core import signing
 
 UNSUBSCRIBE_PATH = "/u/{token}"
 PREFERENCES_PATH = "/p/{token}"
+WEB_VERSION_PATH = "/v/{token}"
 
 
 class Purpose(enum.StrEnum):
@@ -26,6 +27,7 @@ class Purpose(enum.StrEnum):
     PREFERENCES = "preferences"
     CONFIRMATION = "confirmation"
     DOWNLOAD = "download"
+    WEB_VERSION = "web_version"
 
 
 EXPIRING_PURPOSES = frozenset({Purpose.CONFIRMATION, Purpose.DOWNLOAD})
@@ -151,3 +153,14 @@ def unsubscribe_url(
 def preferences_url(*, workspace_id: int, contact_id: int) -> str:
     token = preferences_token(workspace_id=workspace_id, contact_id=contact_id)
     return settings.BASE_URL + PREFERENCES_PATH.format(token=token)
+
+
+def web_version_url(*, workspace_id: int, contact_id: int, campaign_id: int) -> str:
+    """The "view in browser" link: the campaign as this contact received it (never expires)."""
+    token = token_make(
+        purpose=Purpose.WEB_VERSION,
+        workspace_id=workspace_id,
+        contact_id=contact_id,
+        campaign_id=campaign_id,
+    )
+    return settings.BASE_URL + WEB_VERSION_PATH.format(token=token)

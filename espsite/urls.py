@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("contacts.public_urls")),
     path("", include("compliance.urls")),
+    path("", include("campaigns.public_urls")),
     path("w/<slug:workspace_slug>/contacts/", include("contacts.urls")),
     path("w/<slug:workspace_slug>/compliance/", include("compliance.workspace_urls")),
     path("w/<slug:workspace_slug>/campaigns/", include("campaigns.urls")),

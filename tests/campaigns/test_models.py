@@ -3,7 +3,7 @@ from django.db import IntegrityError
 
 from campaigns import services
 from campaigns.models import Campaign, Template
-from campaigns.preview import compose
+from campaigns.personalise import compose
 from campaigns.starters import STARTERS, starter_get
 from compliance.footer import footer_problems
 from tests.factories import WorkspaceFactory

@@ -2,47 +2,16 @@ from csp.decorators import csp_update
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods
 
 from accounts.errors import ApplicationError
 from accounts.models import Role
 from accounts.scoping import WorkspaceRequest, workspace_view
 from campaigns import preview, selectors, services
-from campaigns.forms import CampaignContentForm, CampaignCreateForm
+from campaigns.forms import CampaignContentForm
 from campaigns.models import Campaign
-from campaigns.starters import STARTERS, starter_get
 from contacts import selectors as contact_selectors
 from contacts.models import Contact
-
-
-@workspace_view()
-@require_GET
-def campaign_list(request: WorkspaceRequest) -> HttpResponse:
-    campaigns = selectors.campaign_list(workspace=request.workspace)
-    return render(
-        request,
-        "campaigns/campaign_list.html",
-        {"campaigns": campaigns, "can_edit": request.membership.has_role(Role.EDITOR)},
-    )
-
-
-@workspace_view(Role.EDITOR)
-@require_http_methods(["GET", "POST"])
-def campaign_create(request: WorkspaceRequest) -> HttpResponse:
-    form = CampaignCreateForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        campaign = services.campaign_create(
-            workspace=request.workspace,
-            name=form.cleaned_data["name"],
-            starter=starter_get(form.cleaned_data["starter"]),
-            acting_user=request.user,
-        )
-        return redirect(
-            "campaigns:campaign_edit",
-            workspace_slug=request.workspace.slug,
-            campaign_id=campaign.pk,
-        )
-    return render(request, "campaigns/campaign_create.html", {"form": form, "starters": STARTERS})
 
 
 def _preview_contact(request: WorkspaceRequest, raw: str | None) -> Contact | None:
