@@ -52,17 +52,14 @@ def _either(*parts: Q | None) -> Q | None:
     return combined
 
 
-def audience_contacts(*, campaign: Campaign) -> QuerySet[Contact]:
-    """Active contacts subscribed to an included list or matching an included segment, and
-    in no excluded list or segment. Suppression is not applied here (it is keyed by hash):
-    see `audience_count` and the Delivery snapshot."""
+def audience_candidates(*, campaign: Campaign) -> QuerySet[Contact]:
+    """Contacts of any status that the included lists and segments select and no excluded
+    one does: the audience before contact status and suppression are applied."""
     included = _either(
         _members(campaign.include_lists.all(), [Subscription.Status.SUBSCRIBED]),
         _segment_members(campaign.include_segments.all()),
     )
-    contacts = Contact.objects.for_workspace(campaign.workspace).filter(
-        status=Contact.Status.ACTIVE
-    )
+    contacts = Contact.objects.for_workspace(campaign.workspace)
     if included is None:
         return contacts.none()
     excluded = _either(
@@ -73,6 +70,13 @@ def audience_contacts(*, campaign: Campaign) -> QuerySet[Contact]:
     if excluded is not None:
         contacts = contacts.exclude(excluded)
     return contacts
+
+
+def audience_contacts(*, campaign: Campaign) -> QuerySet[Contact]:
+    """Active contacts subscribed to an included list or matching an included segment, and
+    in no excluded list or segment. Suppression is not applied here (it is keyed by hash):
+    see `audience_count` and the Delivery snapshot."""
+    return audience_candidates(campaign=campaign).filter(status=Contact.Status.ACTIVE)
 
 
 def audience_count(*, campaign: Campaign) -> AudienceCount:

@@ -346,6 +346,14 @@ GDPR_CONFIRMATION_MAX_AGE_SECONDS = env_int("GDPR_CONFIRMATION_MAX_AGE_SECONDS",
 # Campaign rendering: templates and rendered messages larger than this are refused.
 CAMPAIGN_RENDER_MAX_BYTES = env_int("CAMPAIGN_RENDER_MAX_BYTES", 2 * 1024 * 1024)
 
+# Delivery pipeline: a claim is a lease; an expired lease returns never-attempted rows to
+# the queue and turns in-flight ones into "unknown" (retried only when DELIVERY_RETRY_UNKNOWN).
+DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 300)
+DELIVERY_SWEEP_SECONDS = env_int("DELIVERY_SWEEP_SECONDS", 60)
+DELIVERY_RETRY_UNKNOWN = env_bool("DELIVERY_RETRY_UNKNOWN", False)
+DELIVERY_MAX_LIFETIME_SECONDS = env_int("DELIVERY_MAX_LIFETIME_SECONDS", 3 * 24 * 3600)
+DELIVERY_FIRST_RETRY_SECONDS = env_int("DELIVERY_FIRST_RETRY_SECONDS", 5 * 60)
+
 # Models that belong to no workspace; every other model of the project's apps must inherit
 # accounts.models.WorkspaceOwned (checked at start-up).
 GLOBAL_MODELS = [

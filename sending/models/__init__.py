@@ -1,8 +1,12 @@
+from sending.models.deliveries import CampaignSend, Delivery, DeliveryAttempt
 from sending.models.dnsbl import DnsblListing, DnsblZone
 from sending.models.domains import DkimKey, DomainCheck, RecordState, SendingDomain
 from sending.models.ips import IpPool, SendingIp, WorkspacePool
 
 __all__ = [
+    "CampaignSend",
+    "Delivery",
+    "DeliveryAttempt",
     "DkimKey",
     "DnsblListing",
     "DnsblZone",

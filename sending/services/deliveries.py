@@ -1,0 +1,316 @@
+"""The exactly-once core of the pipeline: the audience snapshot, claims under a lease, and
+compare-and-set state changes.
+
+A delivery moves queued → claimed → in_flight → sent | deferred | bounced | failed |
+unknown, or skipped. A claim stamps a fresh lease token on a batch of rows
+(`FOR UPDATE SKIP LOCKED`, so workers on any host never share a row); every later change
+names that token and changes nothing when another worker has since taken the row. A row
+is marked in_flight in a committed transaction before its DATA is sent, so a worker that
+dies mid-send leaves in_flight rows behind, which the sweep turns into `unknown` (SMTP
+cannot tell whether they arrived) instead of sending them again.
+"""
+
+import datetime as dt
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from accounts.errors import ApplicationError
+from accounts.models import Workspace
+from campaigns.audience import audience_candidates
+from campaigns.models import AbTest, Campaign
+from contacts.models import Contact
+from contacts.suppressions import suppressed_hashes
+from sending.models import CampaignSend, Delivery, DeliveryAttempt
+
+State = Delivery.State
+_jitter = secrets.SystemRandom()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A batch of deliveries leased to one worker until `expires_at`."""
+
+    token: uuid.UUID
+    deliveries: list[Delivery]
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a transport said about one delivery."""
+
+    state: str  # one of sent, deferred, bounced, failed, unknown
+    transport: str
+    remote_host: str = ""
+    smtp_code: int | None = None
+    enhanced_code: str = ""
+    response: str = ""
+    bounce_class: str = ""
+    started_at: dt.datetime | None = None
+
+
+_FINAL_OUTCOMES = {State.SENT, State.DEFERRED, State.BOUNCED, State.FAILED, State.UNKNOWN}
+
+
+def _suppression_match_sql(keys: list[str]) -> str:
+    """SQL true when contact c's address is suppressed here or platform-wide.
+
+    The hash is the HMAC of the lower-cased address under each honoured key (as in
+    contacts/suppressions.py), computed by pgcrypto so that the snapshot stays set-based.
+    """
+    hashes = ", ".join("encode(hmac(lower(btrim(c.email)), %s, 'sha256'), 'hex')" for _ in keys)
+    return (
+        "EXISTS (SELECT 1 FROM contacts_suppression s "  # noqa: S608 - placeholders only
+        "WHERE (s.workspace_id = %s OR s.workspace_id IS NULL) "
+        f"AND s.address_hash IN ({hashes}))"
+    )
+
+
+@transaction.atomic
+def send_start(*, campaign: Campaign) -> CampaignSend:
+    """Snapshot the audience into deliveries and mark the campaign as sending.
+
+    Idempotent: a campaign that already has its snapshot gets it back unchanged, so a
+    retried start task never doubles the audience.
+    """
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    existing = CampaignSend.objects.filter(campaign=campaign).first()
+    if existing is not None:
+        return existing
+    if campaign.status not in (Campaign.Status.SCHEDULED, Campaign.Status.DRAFT):
+        raise ApplicationError(f"A {campaign.get_status_display().lower()} campaign cannot start.")
+
+    candidates = audience_candidates(campaign=campaign).order_by()
+    counts = dict(
+        candidates.values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    audience_total = sum(counts.values())
+    active_sql, active_params = (
+        candidates.filter(status=Contact.Status.ACTIVE)
+        .values("id", "email")
+        .query.sql_with_params()
+    )
+    keys = list(settings.SUPPRESSION_HASH_KEYS)
+    suppressed = _suppression_match_sql(keys)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM ({active_sql}) c WHERE {suppressed}",  # noqa: S608
+            [*active_params, campaign.workspace_id, *keys],
+        )
+        suppressed_count = cursor.fetchone()[0]
+        cursor.execute(
+            "INSERT INTO sending_delivery (workspace_id, campaign_id, contact_id, address, "  # noqa: S608
+            "state, skip_reason, attempt_count, bounce_class, last_response, message_id, "
+            "created_at, updated_at) "
+            "SELECT %s, %s, c.id, c.email, 'queued', '', 0, '', '', '', now(), now() "
+            f"FROM ({active_sql}) c WHERE NOT {suppressed} ORDER BY c.id "
+            "ON CONFLICT DO NOTHING",
+            [campaign.workspace_id, campaign.pk, *active_params, campaign.workspace_id, *keys],
+        )
+        inserted = cursor.rowcount
+    active_count = counts.get(Contact.Status.ACTIVE, 0)
+    send = CampaignSend.objects.create(
+        workspace_id=campaign.workspace_id,
+        campaign=campaign,
+        audience_total=audience_total,
+        excluded_inactive=audience_total - active_count,
+        excluded_suppressed=suppressed_count,
+        excluded_duplicate=active_count - suppressed_count - inserted,
+        deliveries_total=inserted,
+    )
+    ab_test = AbTest.objects.filter(campaign=campaign).first()
+    if ab_test is not None:
+        _split_for_ab_test(ab_test=ab_test, total=inserted)
+    campaign.status = Campaign.Status.SENDING
+    campaign.updated_at = timezone.now()
+    campaign.save(update_fields=["status", "updated_at"])
+    return send
+
+
+def _split_for_ab_test(*, ab_test: AbTest, total: int) -> None:
+    """The test share gets the variants in turn (in a random order of rows); the rest holds
+    for the winner."""
+    variants = list(ab_test.campaign.variants.order_by("label").values_list("pk", flat=True))
+    if not variants:
+        return
+    test_size = max(len(variants), total * ab_test.test_share_percent // 100)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH ranked AS (SELECT id, row_number() OVER (ORDER BY md5(id::text || %s)) AS rn "
+            "FROM sending_delivery WHERE campaign_id = %s) "
+            "UPDATE sending_delivery d SET "
+            "variant_id = CASE WHEN r.rn <= %s THEN (%s::bigint[])[1 + (r.rn - 1) %% %s] END, "
+            "state = CASE WHEN r.rn <= %s THEN 'queued' ELSE 'holding' END "
+            "FROM ranked r WHERE d.id = r.id",
+            [
+                secrets.token_hex(8),
+                ab_test.campaign_id,
+                test_size,
+                variants,
+                len(variants),
+                test_size,
+            ],
+        )
+
+
+def deliveries_claim(
+    *, campaign_id: int, limit: int, lease_seconds: int | None = None
+) -> Claim | None:
+    """Lease up to `limit` queued (or due deferred) deliveries of a campaign that is not
+    paused. Addresses suppressed since the snapshot are skipped here, not sent."""
+    lease_seconds = lease_seconds or settings.DELIVERY_LEASE_SECONDS
+    token = uuid.uuid4()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE sending_delivery SET state = 'claimed', lease_token = %s, "
+            "lease_expires_at = clock_timestamp() + make_interval(secs => %s), updated_at = now() "
+            "WHERE id IN (SELECT d.id FROM sending_delivery d "
+            "JOIN sending_campaignsend s ON s.campaign_id = d.campaign_id "
+            "WHERE d.campaign_id = %s AND NOT s.is_paused AND (d.state = 'queued' "
+            "OR (d.state = 'deferred' AND d.next_attempt_at <= clock_timestamp())) "
+            "ORDER BY d.id LIMIT %s FOR UPDATE OF d SKIP LOCKED) "
+            "RETURNING id, lease_expires_at",
+            [token, lease_seconds, campaign_id, limit],
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    deliveries = list(
+        Delivery.objects.filter(pk__in=[row[0] for row in rows], lease_token=token)
+        .select_related("contact")
+        .order_by("pk")
+    )
+    deliveries = _skip_no_longer_sendable(deliveries, token)
+    return Claim(token=token, deliveries=deliveries, expires_at=rows[0][1])
+
+
+def _skip_no_longer_sendable(deliveries: list[Delivery], token: uuid.UUID) -> list[Delivery]:
+    if not deliveries:
+        return deliveries
+    workspace = Workspace.objects.get(pk=deliveries[0].workspace_id)
+    suppressed = suppressed_hashes(
+        workspace=workspace, addresses=[delivery.address for delivery in deliveries]
+    )
+    keep, skipped = [], []
+    for delivery in deliveries:
+        contact = delivery.contact
+        if delivery.address.lower() in suppressed:
+            skipped.append((delivery, "Suppressed after the snapshot."))
+        elif contact is None:
+            skipped.append((delivery, "The contact was deleted."))
+        elif contact.status != Contact.Status.ACTIVE:
+            skipped.append((delivery, f"The contact is {contact.get_status_display().lower()}."))
+        else:
+            keep.append(delivery)
+    for delivery, reason in skipped:
+        Delivery.objects.filter(pk=delivery.pk, lease_token=token, state=State.CLAIMED).update(
+            state=State.SKIPPED,
+            skip_reason=reason,
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=timezone.now(),
+        )
+    return keep
+
+
+def deliveries_mark_in_flight(*, delivery_ids: list[int], token: uuid.UUID) -> set[int]:
+    """Commit in_flight for the rows this lease still owns; only those may be sent."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE sending_delivery SET state = 'in_flight', "
+            "attempt_count = attempt_count + 1, updated_at = now() "
+            "WHERE id = ANY(%s) AND lease_token = %s AND state = 'claimed' "
+            "AND lease_expires_at > clock_timestamp() RETURNING id",
+            [list(delivery_ids), token],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _retry_delay(attempt_count: int) -> dt.timedelta:
+    """Exponential back-off with jitter: minutes at first, doubling, capped at 6 hours."""
+    base = settings.DELIVERY_FIRST_RETRY_SECONDS * (2 ** max(attempt_count - 1, 0))
+    capped = min(base, 6 * 3600)
+    return dt.timedelta(seconds=capped * _jitter.uniform(0.8, 1.2))
+
+
+def delivery_record(*, delivery: Delivery, token: uuid.UUID, outcome: Outcome) -> bool:
+    """Record a transport's outcome and its attempt together, if this lease still owns the
+    in-flight row; False (and nothing written) when it does not."""
+    if outcome.state not in _FINAL_OUTCOMES:
+        raise ValueError(f"Not an outcome: {outcome.state}")
+    now = timezone.now()
+    state = outcome.state
+    next_attempt_at = None
+    if state == State.DEFERRED:
+        lifetime = dt.timedelta(seconds=settings.DELIVERY_MAX_LIFETIME_SECONDS)
+        next_attempt_at = now + _retry_delay(delivery.attempt_count)
+        if next_attempt_at - delivery.created_at > lifetime:
+            state, next_attempt_at = State.FAILED, None
+    fields = {
+        "state": state,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "next_attempt_at": next_attempt_at,
+        "last_response": outcome.response[:500],
+        "bounce_class": outcome.bounce_class
+        or (Delivery.BounceClass.SOFT if state == State.FAILED else ""),
+        "updated_at": now,
+    }
+    if state == State.SENT:
+        fields["sent_at"] = now
+    with transaction.atomic():
+        changed = Delivery.objects.filter(
+            pk=delivery.pk, lease_token=token, state=State.IN_FLIGHT
+        ).update(**fields)
+        if not changed:
+            return False
+        DeliveryAttempt.objects.create(
+            workspace_id=delivery.workspace_id,
+            delivery_id=delivery.pk,
+            transport=outcome.transport,
+            remote_host=outcome.remote_host,
+            smtp_code=outcome.smtp_code,
+            enhanced_code=outcome.enhanced_code,
+            response=outcome.response[:1000],
+            outcome=state,
+            started_at=outcome.started_at or now,
+            finished_at=now,
+        )
+    return True
+
+
+def deliveries_release(*, delivery_ids: list[int], token: uuid.UUID) -> int:
+    """Give back claimed rows that were not attempted (a paused campaign, a shutdown)."""
+    return Delivery.objects.filter(
+        pk__in=delivery_ids, lease_token=token, state=State.CLAIMED
+    ).update(state=State.QUEUED, lease_token=None, lease_expires_at=None, updated_at=timezone.now())
+
+
+def leases_sweep() -> dict[str, int]:
+    """Expired leases: claimed rows go back to the queue; in-flight rows become unknown
+    (or queued again when DELIVERY_RETRY_UNKNOWN says so)."""
+    now = timezone.now()
+    expired = Delivery.objects.filter(lease_expires_at__lte=now)
+    requeued = expired.filter(state=State.CLAIMED).update(
+        state=State.QUEUED, lease_token=None, lease_expires_at=None, updated_at=now
+    )
+    in_flight = expired.filter(state=State.IN_FLIGHT)
+    if settings.DELIVERY_RETRY_UNKNOWN:
+        unknown = in_flight.update(
+            state=State.QUEUED, lease_token=None, lease_expires_at=None, updated_at=now
+        )
+    else:
+        unknown = in_flight.update(
+            state=State.UNKNOWN,
+            lease_token=None,
+            lease_expires_at=None,
+            last_response="The worker's lease expired after the message was handed over.",
+            updated_at=now,
+        )
+    return {"requeued": requeued, "unknown": unknown}
