@@ -1,14 +1,22 @@
 """DKIM keys: generation (RSA-2048, Ed25519), the TXT record to publish, comparing a
-published record with ours, and signing (relaxed/relaxed) with dkimpy."""
+published record with ours, and signing (relaxed/relaxed).
+
+`dkim_sign` is dkimpy end to end. `PreparedSigner` is the send path's signer: dkimpy's
+parsing, canonicalisation, header selection and folding, with the key loaded once and the
+signature computed by the `cryptography` package (OpenSSL) instead of dkimpy's pure-Python
+RSA, which costs about 10 ms per message. dkimpy verifies both in the tests.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import time
 from dataclasses import dataclass
 
 import dkim as dkimpy
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
 RSA = "rsa"
 ED25519 = "ed25519"
@@ -82,6 +90,84 @@ def public_key_bits(*, algorithm: str, public_b64: str) -> int | None:
     except (ValueError, TypeError):
         return None
     return key.key_size if isinstance(key, rsa.RSAPublicKey) else None
+
+
+SIGNED_HEADERS = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"list-id",
+    b"feedback-id",
+    b"mime-version",
+    b"content-type",
+)
+_RELAXED = dkimpy.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+
+
+class PreparedSigner:
+    """Signs many messages for one domain and key (relaxed/relaxed, no l= tag)."""
+
+    def __init__(self, *, domain: str, selector: str, private_key: str, algorithm: str = RSA):
+        self.domain = domain.encode()
+        self.selector = selector.encode()
+        self.algorithm = algorithm
+        if algorithm == RSA:
+            self._key = serialization.load_pem_private_key(private_key.encode(), password=None)
+            self._tag = b"rsa-sha256"
+        elif algorithm == ED25519:
+            seed = base64.b64decode(private_key)
+            self._key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+            self._tag = b"ed25519-sha256"
+        else:
+            raise ValueError(f"Unknown DKIM algorithm {algorithm!r}.")
+
+    def _signature(self, digest: bytes) -> bytes:
+        if self.algorithm == RSA:
+            return self._key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+        return self._key.sign(digest)  # RFC 8463: Ed25519 over the SHA-256 of the headers
+
+    def sign(self, message: bytes, *, include_headers: tuple[bytes, ...] = SIGNED_HEADERS) -> bytes:
+        """The DKIM-Signature header line (ending in CRLF) to put on top of message."""
+        parsed = dkimpy.DKIM(message, linesep=b"\r\n")
+        body_hash = base64.b64encode(
+            hashlib.sha256(_RELAXED.canonicalize_body(parsed.body)).digest()
+        )
+        present = {name.lower() for name, _ in parsed.headers}
+        # Only the headers this message has are listed (From always: RFC 6376 requires it).
+        signed = tuple(name for name in include_headers if name in present or name == b"from")
+        fields = [
+            (b"v", b"1"),
+            (b"a", self._tag),
+            (b"c", b"relaxed/relaxed"),
+            (b"d", self.domain),
+            (b"i", b"@" + self.domain),
+            (b"q", b"dns/txt"),
+            (b"s", self.selector),
+            (b"t", str(int(time.time())).encode()),
+            (b"h", b" : ".join(signed)),
+            (b"bh", body_hash),
+            # A placeholder, so that folding puts b= on a line of its own.
+            (b"b", b"0" * 60),
+        ]
+        value = dkimpy.fold(b"; ".join(b"=".join(field) for field in fields), namelen=14)
+        value = dkimpy.RE_BTAG.sub(b"\\1", value)
+        hasher = hashlib.sha256()
+        dkimpy.hash_headers(
+            hasher,
+            _RELAXED,
+            _RELAXED.canonicalize_headers(parsed.headers),
+            signed,
+            (b"DKIM-Signature", b" " + value),
+            dict(fields),
+        )
+        fields[-1] = (b"b", base64.b64encode(self._signature(hasher.digest())))
+        value = b"; ".join(b"=".join(field) for field in fields) + b"\r\n"
+        return b"DKIM-Signature: " + dkimpy.fold(value, namelen=14, linesep=b"\r\n")
 
 
 def dkim_sign(

@@ -8,7 +8,7 @@ import dkim as dkimpy
 import pytest
 from django.db import connection
 
-from sending.dkim import dkim_sign
+from sending.dkim import PreparedSigner, dkim_sign
 from sending.models import DkimKey
 from sending.resolver import DnsClient
 from sending.selectors import dkim_key_list_signing
@@ -105,3 +105,40 @@ def test_private_keys_are_encrypted_at_rest():
         (stored,) = cursor.fetchone()
     assert "PRIVATE KEY" not in stored
     assert stored.startswith("gAAAA")  # a Fernet token
+
+
+def test_prepared_signer_signatures_verify_with_dkimpy_and_cover_one_click_headers(dns_server):
+    domain = sending_domain_add(
+        workspace=WorkspaceFactory(), domain="news.example.com", acting_user=None
+    )
+    dkim_key_add_ed25519(domain=domain, acting_user=None)
+    publish(dns_server, domain)
+    sending_domain_check(domain=domain)
+    signers = [
+        PreparedSigner(
+            domain=domain.domain,
+            selector=key.selector,
+            private_key=key.private_key,
+            algorithm=key.algorithm,
+        )
+        for key in dkim_key_list_signing(domain=domain)
+    ]
+    message = _message()
+    for round_ in range(3):  # one signer, many messages
+        body = message.replace(b"autumn", f"autumn {round_}".encode())
+        signed = body
+        for signer in signers:
+            signed = signer.sign(signed) + signed
+        verifier = dkimpy.DKIM(signed)
+        assert verifier.verify(idx=0, dnsfunc=_dnsfunc)
+        assert verifier.verify(idx=1, dnsfunc=_dnsfunc)  # RSA, the first signer
+        tags = verifier.signature_fields
+        assert tags[b"a"] == b"rsa-sha256"
+        assert tags[b"c"] == b"relaxed/relaxed"
+        assert b"l" not in tags
+        assert {b"from", b"list-unsubscribe", b"list-unsubscribe-post"} <= set(
+            verifier.include_headers
+        )
+
+    tampered = signed.replace(b"List-Unsubscribe: <https", b"List-Unsubscribe: <http")
+    assert not dkimpy.DKIM(tampered).verify(idx=1, dnsfunc=_dnsfunc)
