@@ -26,3 +26,8 @@ class SendingConfig(AppConfig):
             )
         )
         dashboard_panels.register("sending:dashboard_panel")
+
+        from campaigns.senders import register_sender_domain_lookup
+        from sending.selectors import sending_domain_for_from_address
+
+        register_sender_domain_lookup(sending_domain_for_from_address)

@@ -8,112 +8,272 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('campaigns', '0002_library_schedule_ab'),
-        ('contacts', '0004_pages_search_index'),
-        ('sending', '0002_dnsbl_presets'),
+        ("accounts", "0001_initial"),
+        ("campaigns", "0002_library_schedule_ab"),
+        ("contacts", "0004_pages_search_index"),
+        ("sending", "0002_dnsbl_presets"),
     ]
 
     operations = [
         # hmac() for matching suppression hashes in the set-based audience snapshot.
         CryptoExtension(),
         migrations.CreateModel(
-            name='CampaignSend',
+            name="CampaignSend",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('audience_total', models.PositiveIntegerField(default=0)),
-                ('excluded_suppressed', models.PositiveIntegerField(default=0)),
-                ('excluded_inactive', models.PositiveIntegerField(default=0)),
-                ('excluded_duplicate', models.PositiveIntegerField(default=0)),
-                ('excluded_invalid', models.PositiveIntegerField(default=0)),
-                ('deliveries_total', models.PositiveIntegerField(default=0)),
-                ('is_paused', models.BooleanField(default=False)),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('campaign', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='send', to='campaigns.campaign')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='accounts.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("audience_total", models.PositiveIntegerField(default=0)),
+                ("excluded_suppressed", models.PositiveIntegerField(default=0)),
+                ("excluded_inactive", models.PositiveIntegerField(default=0)),
+                ("excluded_duplicate", models.PositiveIntegerField(default=0)),
+                ("excluded_invalid", models.PositiveIntegerField(default=0)),
+                ("deliveries_total", models.PositiveIntegerField(default=0)),
+                ("is_paused", models.BooleanField(default=False)),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "campaign",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="send",
+                        to="campaigns.campaign",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="accounts.workspace"
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('address', models.CharField(help_text='The address at send time.', max_length=320)),
-                ('state', models.CharField(choices=[('holding', 'Holding for the A/B winner'), ('queued', 'Queued'), ('claimed', 'Claimed'), ('in_flight', 'In flight'), ('sent', 'Sent'), ('deferred', 'Deferred'), ('bounced', 'Bounced'), ('failed', 'Failed'), ('unknown', 'Unknown (connection lost after DATA)'), ('skipped', 'Skipped')], default='queued', max_length=10)),
-                ('skip_reason', models.CharField(blank=True, max_length=200)),
-                ('lease_token', models.UUIDField(blank=True, null=True)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('attempt_count', models.PositiveSmallIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('bounce_class', models.CharField(blank=True, choices=[('hard', 'Hard'), ('soft', 'Soft'), ('block', 'Block')], max_length=5)),
-                ('last_response', models.CharField(blank=True, max_length=500)),
-                ('message_id', models.CharField(blank=True, max_length=250)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='campaigns.campaign')),
-                ('contact', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='deliveries', to='contacts.contact')),
-                ('variant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='campaigns.variant')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='accounts.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "address",
+                    models.CharField(help_text="The address at send time.", max_length=320),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("holding", "Holding for the A/B winner"),
+                            ("queued", "Queued"),
+                            ("claimed", "Claimed"),
+                            ("in_flight", "In flight"),
+                            ("sent", "Sent"),
+                            ("deferred", "Deferred"),
+                            ("bounced", "Bounced"),
+                            ("failed", "Failed"),
+                            ("unknown", "Unknown (connection lost after DATA)"),
+                            ("skipped", "Skipped"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("skip_reason", models.CharField(blank=True, max_length=200)),
+                ("lease_token", models.UUIDField(blank=True, null=True)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("attempt_count", models.PositiveSmallIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "bounce_class",
+                    models.CharField(
+                        blank=True,
+                        choices=[("hard", "Hard"), ("soft", "Soft"), ("block", "Block")],
+                        max_length=5,
+                    ),
+                ),
+                ("last_response", models.CharField(blank=True, max_length=500)),
+                ("message_id", models.CharField(blank=True, max_length=250)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="campaigns.campaign",
+                    ),
+                ),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="deliveries",
+                        to="contacts.contact",
+                    ),
+                ),
+                (
+                    "variant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="campaigns.variant",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="accounts.workspace"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'deliveries',
+                "verbose_name_plural": "deliveries",
             },
         ),
         migrations.CreateModel(
-            name='DeliveryAttempt',
+            name="DeliveryAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('transport', models.CharField(max_length=20)),
-                ('remote_host', models.CharField(blank=True, max_length=253)),
-                ('smtp_code', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('enhanced_code', models.CharField(blank=True, max_length=12)),
-                ('response', models.CharField(blank=True, max_length=1000)),
-                ('outcome', models.CharField(choices=[('holding', 'Holding for the A/B winner'), ('queued', 'Queued'), ('claimed', 'Claimed'), ('in_flight', 'In flight'), ('sent', 'Sent'), ('deferred', 'Deferred'), ('bounced', 'Bounced'), ('failed', 'Failed'), ('unknown', 'Unknown (connection lost after DATA)'), ('skipped', 'Skipped')], max_length=10)),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('delivery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='sending.delivery')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='accounts.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("transport", models.CharField(max_length=20)),
+                ("remote_host", models.CharField(blank=True, max_length=253)),
+                ("smtp_code", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("enhanced_code", models.CharField(blank=True, max_length=12)),
+                ("response", models.CharField(blank=True, max_length=1000)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("holding", "Holding for the A/B winner"),
+                            ("queued", "Queued"),
+                            ("claimed", "Claimed"),
+                            ("in_flight", "In flight"),
+                            ("sent", "Sent"),
+                            ("deferred", "Deferred"),
+                            ("bounced", "Bounced"),
+                            ("failed", "Failed"),
+                            ("unknown", "Unknown (connection lost after DATA)"),
+                            ("skipped", "Skipped"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempts",
+                        to="sending.delivery",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="accounts.workspace"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['delivery', 'started_at'],
+                "ordering": ["delivery", "started_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['campaign', 'state'], name='sending_delivery_state_idx'),
+            model_name="delivery",
+            index=models.Index(fields=["campaign", "state"], name="sending_delivery_state_idx"),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('state', 'queued')), fields=['campaign', 'id'], name='sending_delivery_queued_idx'),
+            model_name="delivery",
+            index=models.Index(
+                condition=models.Q(("state", "queued")),
+                fields=["campaign", "id"],
+                name="sending_delivery_queued_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('state', 'deferred')), fields=['next_attempt_at'], name='sending_delivery_deferred_idx'),
+            model_name="delivery",
+            index=models.Index(
+                condition=models.Q(("state", "deferred")),
+                fields=["next_attempt_at"],
+                name="sending_delivery_deferred_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('state__in', ['claimed', 'in_flight'])), fields=['lease_expires_at'], name='sending_delivery_lease_idx'),
+            model_name="delivery",
+            index=models.Index(
+                condition=models.Q(("state__in", ["claimed", "in_flight"])),
+                fields=["lease_expires_at"],
+                name="sending_delivery_lease_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.UniqueConstraint(models.F('campaign'), django.db.models.functions.text.Lower('address'), name='sending_delivery_address_unique'),
+            model_name="delivery",
+            constraint=models.UniqueConstraint(
+                models.F("campaign"),
+                django.db.models.functions.text.Lower("address"),
+                name="sending_delivery_address_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.CheckConstraint(condition=models.Q(('state__in', ['holding', 'queued', 'claimed', 'in_flight', 'sent', 'deferred', 'bounced', 'failed', 'unknown', 'skipped'])), name='sending_delivery_state_valid'),
+            model_name="delivery",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "state__in",
+                        [
+                            "holding",
+                            "queued",
+                            "claimed",
+                            "in_flight",
+                            "sent",
+                            "deferred",
+                            "bounced",
+                            "failed",
+                            "unknown",
+                            "skipped",
+                        ],
+                    )
+                ),
+                name="sending_delivery_state_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('lease_token__isnull', False), ('state__in', ['claimed', 'in_flight'])), models.Q(('state__in', ['claimed', 'in_flight']), _negated=True), _connector='OR'), name='sending_delivery_leased_has_token'),
+            model_name="delivery",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("lease_token__isnull", False), ("state__in", ["claimed", "in_flight"])
+                    ),
+                    models.Q(("state__in", ["claimed", "in_flight"]), _negated=True),
+                    _connector="OR",
+                ),
+                name="sending_delivery_leased_has_token",
+            ),
         ),
         migrations.AddIndex(
-            model_name='deliveryattempt',
-            index=models.Index(fields=['delivery'], name='sending_attempt_delivery_idx'),
+            model_name="deliveryattempt",
+            index=models.Index(fields=["delivery"], name="sending_attempt_delivery_idx"),
         ),
     ]

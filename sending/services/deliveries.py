@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from accounts.errors import ApplicationError
 from accounts.models import Workspace
+from campaigns.ab import ab_split
 from campaigns.audience import audience_candidates
 from campaigns.models import AbTest, Campaign
 from contacts.models import Contact
@@ -139,7 +140,13 @@ def _split_for_ab_test(*, ab_test: AbTest, total: int) -> None:
     variants = list(ab_test.campaign.variants.order_by("label").values_list("pk", flat=True))
     if not variants:
         return
-    test_size = max(len(variants), total * ab_test.test_share_percent // 100)
+    # The split the A/B tab showed the marketer (round-robin gives the first variants the
+    # extra rows, as ab_split says).
+    test_size = ab_split(
+        audience_size=total,
+        test_share_percent=ab_test.test_share_percent,
+        variant_count=len(variants),
+    ).test_total
     with connection.cursor() as cursor:
         cursor.execute(
             "WITH ranked AS (SELECT id, row_number() OVER (ORDER BY md5(id::text || %s)) AS rn "

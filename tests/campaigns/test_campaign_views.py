@@ -2,15 +2,22 @@ import html
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import AuditEntry, Role
-from campaigns import services
+from campaigns import library, services
 from campaigns.models import Campaign
 from campaigns.starters import STARTERS
 from tests.factories import ContactFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
+
+LAYOUT = (
+    "<html><body>{{ content }}"
+    '<p>{{ postal_address }} <a href="{{ unsubscribe_url }}">Unsubscribe</a></p></body></html>'
+)
 
 
 def _campaign(workspace, **fields) -> Campaign:
@@ -56,9 +63,7 @@ def test_viewer_sees_no_create_action(workspace, member_client):
     assert b"Create your first campaign" not in response.content
 
 
-def test_list_shows_name_and_status_of_own_campaigns_only(
-    workspace, member_client, django_assert_num_queries
-):
+def test_list_shows_name_and_status_of_own_campaigns_only(workspace, member_client):
     _campaign(workspace)
     _campaign(workspace)
     services.campaign_create(
@@ -66,11 +71,17 @@ def test_list_shows_name_and_status_of_own_campaigns_only(
     )
     client = member_client(workspace, Role.VIEWER)
     client.get(_url("campaign_list", workspace))  # warm the session and membership
-    with django_assert_num_queries(5):
+    with CaptureQueriesContext(connection) as two:
         response = client.get(_url("campaign_list", workspace))
     assert response.content.count(b"Spring sale") == 2
     assert b"badge-campaign-draft" in response.content
     assert b"Foreign" not in response.content
+    _campaign(workspace)
+    _campaign(workspace)
+    with CaptureQueriesContext(connection) as four:
+        response = client.get(_url("campaign_list", workspace))
+    assert response.content.count(b"Spring sale") == 4
+    assert len(four) == len(two)  # no query per row
 
 
 def test_create_makes_a_draft_from_the_starter_and_opens_the_editor(workspace, member_client):
@@ -275,16 +286,178 @@ def test_viewer_gets_the_saved_preview_for_a_contact(workspace, member_client):
 
 
 def test_preview_has_a_plain_text_tab(workspace, member_client):
-    campaign = _campaign(workspace)
+    campaign = _campaign(workspace, text="Saved plain {{ first_name }}")
     client = member_client(workspace, Role.EDITOR)
+    page = client.get(_url("campaign_edit", workspace, campaign_id=campaign.pk)).content.decode()
+    assert "Plain text</label>" in page
+    assert "<pre>Saved plain Alex</pre>" in page
     response = client.post(
         _url("campaign_preview", workspace, campaign_id=campaign.pk),
         _form(text="Plain hello {{ first_name }}"),
         headers={"HX-Request": "true"},
     )
+    assert "<pre>Plain hello Alex</pre>" in response.content.decode()
+
+
+def test_switches_stay_outside_the_swapped_preview(workspace, member_client):
+    """A live update must not reset the reader's choice of tab or width."""
+    campaign = _campaign(workspace)
+    client = member_client(workspace, Role.EDITOR)
+    page = client.get(_url("campaign_edit", workspace, campaign_id=campaign.pk)).content.decode()
+    for switch in (
+        "preview-tab-html",
+        "preview-tab-text",
+        "preview-width-desktop",
+        "preview-width-mobile",
+    ):
+        assert f'type="radio" name="preview_{switch.split("-")[1]}" id="{switch}"' in page
+    assert page.index('id="preview-width-mobile"') < page.index('id="campaign-preview"')
+    assert 'hx-target="#campaign-preview"' in page
+    fragment = client.post(
+        _url("campaign_preview", workspace, campaign_id=campaign.pk),
+        _form(),
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    assert 'type="radio"' not in fragment
+    assert "style=" not in page.split("srcdoc=")[0]  # no inline styles on our own page
+    assert "<script>" not in page
+
+
+def test_inbox_line_shows_sender_subject_and_preheader(workspace, member_client):
+    campaign = _campaign(workspace)
+    client = member_client(workspace, Role.EDITOR)
+    response = client.post(
+        _url("campaign_preview", workspace, campaign_id=campaign.pk),
+        _form(from_name="Trail Shop", preheader="New boots inside, {{ first_name }}"),
+        headers={"HX-Request": "true"},
+    )
     content = response.content.decode()
-    assert "Plain text</label>" in content
-    assert "<pre>Plain hello Alex</pre>" in content
+    line = re.search(r'<div class="inbox-line".*?</div>\s*</div>\s*</div>', content, re.S).group(0)
+    assert '<strong class="inbox-from">Trail Shop</strong>' in line
+    assert '<strong class="inbox-subject">Hello Alex</strong>' in line
+    assert "New boots inside, Alex" in line
+
+
+def test_inbox_line_without_a_preheader_shows_the_start_of_the_text(workspace, member_client):
+    campaign = _campaign(workspace)
+    client = member_client(workspace, Role.EDITOR)
+    response = client.post(
+        _url("campaign_preview", workspace, campaign_id=campaign.pk),
+        _form(from_name="", html="<p>Opening words here</p>"),
+        headers={"HX-Request": "true"},
+    )
+    content = response.content.decode()
+    assert '<strong class="inbox-from">news@shop.example</strong>' in content
+    assert re.search(r'class="inbox-preheader[^"]*">\W+Opening words here', content)
+
+
+def test_layout_picker_offers_only_the_workspaces_layouts(workspace, member_client):
+    campaign = _campaign(workspace)
+    own = library.template_create(
+        workspace=workspace, name="Own layout", html=LAYOUT, acting_user=None
+    )
+    library.template_create(
+        workspace=WorkspaceFactory(), name="Foreign layout", html=LAYOUT, acting_user=None
+    )
+    page = member_client(workspace, Role.EDITOR).get(
+        _url("campaign_edit", workspace, campaign_id=campaign.pk)
+    )
+    content = page.content.decode()
+    picker = re.search(r'<select name="template".*?</select>', content, re.S).group(0)
+    assert f'<option value="{own.pk}">Own layout</option>' in picker
+    assert f'<option value="{campaign.template_id}" selected>' in picker
+    assert "No layout" in picker
+    assert "Foreign layout" not in picker
+
+
+def test_edit_saves_the_chosen_layout(workspace, member_client):
+    campaign = _campaign(workspace)
+    own = library.template_create(
+        workspace=workspace, name="Own layout", html=LAYOUT, acting_user=None
+    )
+    client = member_client(workspace, Role.EDITOR)
+    url = _url("campaign_edit", workspace, campaign_id=campaign.pk)
+    assert client.post(url, _form(template=str(own.pk))).status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.template == own
+    assert client.post(url, _form(template="")).status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.template is None
+
+
+def test_edit_refuses_a_layout_of_another_workspace(workspace, member_client):
+    campaign = _campaign(workspace)
+    starter_layout = campaign.template
+    foreign = library.template_create(
+        workspace=WorkspaceFactory(), name="Foreign layout", html=LAYOUT, acting_user=None
+    )
+    client = member_client(workspace, Role.EDITOR)
+    response = client.post(
+        _url("campaign_edit", workspace, campaign_id=campaign.pk),
+        _form(template=str(foreign.pk), subject="Changed"),
+    )
+    assert response.status_code == 400
+    assert b"Select a valid choice" in response.content
+    assert "Changed" in response.content.decode()  # what was typed is kept
+    assert "Foreign layout" not in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.template == starter_layout
+    assert campaign.subject == ""
+
+
+def test_a_post_without_the_picker_keeps_the_layout(workspace, member_client):
+    campaign = _campaign(workspace)
+    layout = campaign.template
+    client = member_client(workspace, Role.EDITOR)
+    client.post(_url("campaign_edit", workspace, campaign_id=campaign.pk), _form())
+    campaign.refresh_from_db()
+    assert campaign.template == layout
+
+
+def test_preview_uses_the_unsaved_layout_choice(workspace, member_client):
+    campaign = _campaign(workspace)
+    own = library.template_create(
+        workspace=workspace,
+        name="Own layout",
+        html=LAYOUT.replace("<body>", "<body><h2>Own banner</h2>"),
+        acting_user=None,
+    )
+    client = member_client(workspace, Role.EDITOR)
+    url = _url("campaign_preview", workspace, campaign_id=campaign.pk)
+    chosen = client.post(url, _form(template=str(own.pk)), headers={"HX-Request": "true"})
+    assert "Own banner" in _srcdoc(chosen.content)
+    bare = client.post(url, _form(template=""), headers={"HX-Request": "true"})
+    document = _srcdoc(bare.content)
+    assert "Own banner" not in document
+    assert "1 Test Street" not in document  # no layout: the body alone
+    campaign.refresh_from_db()
+    assert campaign.template != own
+
+
+def test_preview_with_a_layout_of_another_workspace_is_404(workspace, member_client):
+    campaign = _campaign(workspace)
+    foreign = library.template_create(
+        workspace=WorkspaceFactory(), name="Foreign", html=LAYOUT, acting_user=None
+    )
+    response = member_client(workspace, Role.EDITOR).post(
+        _url("campaign_preview", workspace, campaign_id=campaign.pk),
+        _form(template=str(foreign.pk)),
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 404
+
+
+def test_preview_csp_allows_images_from_the_site_itself(workspace, member_client, settings):
+    settings.BASE_URL = "http://media.esp.test:8000"
+    campaign = _campaign(workspace)
+    response = member_client(workspace, Role.EDITOR).get(
+        _url("campaign_edit", workspace, campaign_id=campaign.pk)
+    )
+    csp = response["Content-Security-Policy"]
+    img_src = re.search(r"img-src ([^;]*)", csp).group(1).split()
+    assert "http://media.esp.test:8000" in img_src
+    assert "https:" in img_src
+    assert "'unsafe-inline'" not in re.search(r"script-src ([^;]*)", csp).group(1)
 
 
 def test_campaign_of_another_workspace_is_404(workspace, member_client):
