@@ -71,9 +71,9 @@ class UploadLimits(NamedTuple):
 
 def upload_limits() -> UploadLimits:
     return UploadLimits(
-        max_bytes=getattr(settings, "MEDIA_IMAGE_MAX_BYTES", 10 * 1024 * 1024),
-        max_pixels=getattr(settings, "MEDIA_IMAGE_MAX_PIXELS", 40_000_000),
-        max_side=getattr(settings, "MEDIA_IMAGE_MAX_SIDE", 12_000),
+        max_bytes=settings.MEDIA_IMAGE_MAX_BYTES,
+        max_pixels=settings.MEDIA_IMAGE_MAX_PIXELS,
+        max_side=settings.MEDIA_IMAGE_MAX_SIDE,
     )
 
 
@@ -83,7 +83,7 @@ def too_large_message() -> str:
 
 
 def _max_count() -> int:
-    return getattr(settings, "MEDIA_IMAGE_MAX_COUNT", 5000)
+    return settings.MEDIA_IMAGE_MAX_COUNT
 
 
 # Reads --------------------------------------------------------------------------------

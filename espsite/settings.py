@@ -346,6 +346,12 @@ GDPR_CONFIRMATION_MAX_AGE_SECONDS = env_int("GDPR_CONFIRMATION_MAX_AGE_SECONDS",
 # Campaign rendering: templates and rendered messages larger than this are refused.
 CAMPAIGN_RENDER_MAX_BYTES = env_int("CAMPAIGN_RENDER_MAX_BYTES", 2 * 1024 * 1024)
 
+# The media library: uploads are refused past these before any pixel is decoded.
+MEDIA_IMAGE_MAX_BYTES = env_int("MEDIA_IMAGE_MAX_BYTES", 10 * 1024 * 1024)
+MEDIA_IMAGE_MAX_PIXELS = env_int("MEDIA_IMAGE_MAX_PIXELS", 40_000_000)
+MEDIA_IMAGE_MAX_SIDE = env_int("MEDIA_IMAGE_MAX_SIDE", 12_000)
+MEDIA_IMAGE_MAX_COUNT = env_int("MEDIA_IMAGE_MAX_COUNT", 5000)
+
 # Delivery pipeline: a claim is a lease; an expired lease returns never-attempted rows to
 # the queue and turns in-flight ones into "unknown" (retried only when DELIVERY_RETRY_UNKNOWN).
 DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 300)

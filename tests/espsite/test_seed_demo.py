@@ -37,3 +37,22 @@ def test_seed_demo_refuses_without_debug_unless_forced():
     with pytest.raises(CommandError, match="DEBUG=1"):
         call_command("seed_demo")
     assert not User.objects.filter(email="operator@example.com").exists()
+
+
+def test_seed_demo_campaign_passes_the_checklist_and_shows_every_campaign_feature(capsys):
+    from campaigns.checks import presend_checks
+    from campaigns.models import AbTest, Campaign, MediaImage, Template
+
+    call_command("seed_demo", force=True)
+    out = capsys.readouterr().out
+    demo = Workspace.objects.get(slug="demo")
+    campaign = Campaign.objects.get(workspace=demo, name="Spring trail report")
+    assert f"/w/demo/campaigns/{campaign.pk}/review/" in out
+
+    checklist = presend_checks(campaign=campaign)
+    assert checklist.may_send, [check.message for check in checklist.blocking]
+    assert checklist.audience.sendable > 0
+    assert campaign.template.versions.count() == 2
+    assert MediaImage.objects.get(workspace=demo).name in campaign.html or "/m/" in campaign.html
+    assert AbTest.objects.get(campaign__workspace=demo).campaign.variants.count() == 2
+    assert Template.objects.filter(workspace=demo, name="Demo Outdoor brand").exists()

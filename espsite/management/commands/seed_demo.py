@@ -2,6 +2,7 @@ import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from accounts.demo import DEMO_EMAIL, OPERATOR_EMAIL, accounts_demo_seed
 from campaigns.demo import campaigns_demo_seed
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         accounts = accounts_demo_seed(password=password)
         contacts_demo_seed(workspace=accounts.workspace, user=accounts.user)
         sending_demo_seed(workspace=accounts.workspace)
-        campaigns_demo_seed(
+        campaign = campaigns_demo_seed(
             workspace=accounts.workspace, user=accounts.user, from_email=f"hello@{DEMO_DOMAIN}"
         )
         self.stdout.write(
@@ -49,6 +50,14 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  Operator: {OPERATOR_EMAIL} / {password} (admin at /admin/; two-factor set-up "
             "is asked at first sign-in)"
+        )
+        review = reverse(
+            "campaigns:campaign_review",
+            kwargs={"workspace_slug": accounts.workspace.slug, "campaign_id": campaign.pk},
+        )
+        self.stdout.write(
+            f"  Campaign ready to send: {review} (test sends land in the local SMTP sink, "
+            "var/outbox/)"
         )
         links = compliance_demo_links(workspace=accounts.workspace)
         if links:
