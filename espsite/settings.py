@@ -324,6 +324,24 @@ SENDING_INBOUND_HOST = env_str("SENDING_INBOUND_HOST", f"inbound.{_base.hostname
 SENDING_TRACKING_HOST = env_str("SENDING_TRACKING_HOST", _base.hostname)
 SENDING_RETURN_PATH_SUBDOMAIN = env_str("SENDING_RETURN_PATH_SUBDOMAIN", "bounces")
 SENDING_TRACKING_SUBDOMAIN = env_str("SENDING_TRACKING_SUBDOMAIN", "links")
+
+# How campaign mail leaves (an IP pool may choose another): "smtp" relays through a
+# smarthost (by default the local sink that `make run` starts), "mx" delivers to each
+# recipient's MX, "anymail" hands over to an ESP API through django-anymail.
+SENDING_TRANSPORT = env_str("SENDING_TRANSPORT", "smtp")
+SENDING_SMTP_HOST = env_str("SENDING_SMTP_HOST", "127.0.0.1")
+SENDING_SMTP_PORT = env_int("SENDING_SMTP_PORT", 2525)
+SENDING_SMTP_USERNAME = env_str("SENDING_SMTP_USERNAME")
+SENDING_SMTP_PASSWORD = env_str("SENDING_SMTP_PASSWORD")
+SENDING_SMTP_SECURITY = env_str("SENDING_SMTP_SECURITY", "none")  # none | starttls | tls
+SENDING_SMTP_TIMEOUT_SECONDS = env_int("SENDING_SMTP_TIMEOUT_SECONDS", 30)
+SENDING_SMTP_CONNECTIONS = env_int("SENDING_SMTP_CONNECTIONS", 4)
+# Direct-to-MX: off the loopback network only when this is turned off on purpose.
+SENDING_MX_LOOPBACK_ONLY = env_bool("SENDING_MX_LOOPBACK_ONLY", True)
+SENDING_MX_PORT = env_int("SENDING_MX_PORT", 25)
+SENDING_MX_CONCURRENCY = env_int("SENDING_MX_CONCURRENCY", 100)
+SENDING_MX_TIMEOUT_SECONDS = env_int("SENDING_MX_TIMEOUT_SECONDS", 60)
+SENDING_ANYMAIL_BACKEND = env_str("SENDING_ANYMAIL_BACKEND")
 DMARC_REPORT_ADDRESS = env_str("DMARC_REPORT_ADDRESS")
 DKIM_ROTATION_GRACE_DAYS = env_int("DKIM_ROTATION_GRACE_DAYS", 7)
 

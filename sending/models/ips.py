@@ -19,6 +19,12 @@ class IpPool(models.Model):
     is_default = models.BooleanField(
         default=False, help_text="Used by workspaces that are not assigned a pool."
     )
+    transport = models.CharField(
+        max_length=10,
+        blank=True,
+        choices=[("smtp", "SMTP relay"), ("mx", "Direct to MX"), ("anymail", "ESP API")],
+        help_text="How this pool's mail leaves; blank: the platform default (SENDING_TRANSPORT).",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
