@@ -26,7 +26,10 @@ app.conf.update(
     task_queues=[Queue(name) for name in QUEUES],
     task_default_queue="default",
     # Mail a person waits for (confirmations, resets, invitations) never queues behind bulk work.
-    task_routes={"accounts.tasks.system_mail_send_task": {"queue": "transactional"}},
+    task_routes={
+        "accounts.tasks.system_mail_send_task": {"queue": "transactional"},
+        "sending.tasks.campaign_send_task": {"queue": "send"},
+    },
     task_create_missing_queues=False,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
@@ -49,10 +52,21 @@ def _apply_django_limits(sender: Celery, **kwargs) -> None:
     sender.conf.task_time_limit = settings.CELERY_TASK_HARD_TIME_LIMIT
     sender.conf.task_soft_time_limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
     sender.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
+    sender.conf.beat_schedule["deliveries-sweep"]["schedule"] = float(
+        settings.DELIVERY_SWEEP_SECONDS
+    )
 
 
 # Every periodic task of the platform, declared here and nowhere else.
 app.conf.beat_schedule = {
+    "campaigns-start-due": {
+        "task": "sending.tasks.campaigns_start_due_task",
+        "schedule": 10.0,
+    },
+    "deliveries-sweep": {
+        "task": "sending.tasks.deliveries_sweep_task",
+        "schedule": 60.0,  # DELIVERY_SWEEP_SECONDS, applied below
+    },
     "worker-heartbeat-cleanup": {
         "task": "espsite.tasks.heartbeat_prune_task",
         "schedule": 300.0,

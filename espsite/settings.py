@@ -14,7 +14,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from espsite.env import env_bool, env_int, env_list, env_str
+from espsite.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "django.forms",
     "django.contrib.postgres",
     "django_otp",
@@ -223,7 +224,9 @@ STORAGES = {
 
 # System mail (password resets, invitations). With nothing set it goes to the local sink
 # that `make run` starts on loopback, so nothing leaves the machine.
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+# System mail (confirmations, invitations, resets, test sends) leaves through the platform's
+# transports, DKIM-signed for verified domains (sending/backends.py).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "sending.backends.PlatformEmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "127.0.0.1")
 EMAIL_PORT = env_int("EMAIL_PORT", 2525)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
@@ -336,12 +339,16 @@ SENDING_SMTP_PASSWORD = env_str("SENDING_SMTP_PASSWORD")
 SENDING_SMTP_SECURITY = env_str("SENDING_SMTP_SECURITY", "none")  # none | starttls | tls
 SENDING_SMTP_TIMEOUT_SECONDS = env_int("SENDING_SMTP_TIMEOUT_SECONDS", 30)
 SENDING_SMTP_CONNECTIONS = env_int("SENDING_SMTP_CONNECTIONS", 4)
+# A PEM file the smarthost's certificate must chain to (blank: the system's trust store).
+SENDING_SMTP_CA_FILE = env_str("SENDING_SMTP_CA_FILE")
 # Direct-to-MX: off the loopback network only when this is turned off on purpose.
 SENDING_MX_LOOPBACK_ONLY = env_bool("SENDING_MX_LOOPBACK_ONLY", True)
 SENDING_MX_PORT = env_int("SENDING_MX_PORT", 25)
 SENDING_MX_CONCURRENCY = env_int("SENDING_MX_CONCURRENCY", 100)
 SENDING_MX_TIMEOUT_SECONDS = env_int("SENDING_MX_TIMEOUT_SECONDS", 60)
 SENDING_ANYMAIL_BACKEND = env_str("SENDING_ANYMAIL_BACKEND")
+# The sender id that closes every Feedback-ID header (Gmail's complaint-rate grouping).
+SENDING_FEEDBACK_ID_SENDER = env_str("SENDING_FEEDBACK_ID_SENDER", "esp")
 DMARC_REPORT_ADDRESS = env_str("DMARC_REPORT_ADDRESS")
 DKIM_ROTATION_GRACE_DAYS = env_int("DKIM_ROTATION_GRACE_DAYS", 7)
 
@@ -377,6 +384,11 @@ DELIVERY_SWEEP_SECONDS = env_int("DELIVERY_SWEEP_SECONDS", 60)
 DELIVERY_RETRY_UNKNOWN = env_bool("DELIVERY_RETRY_UNKNOWN", False)
 DELIVERY_MAX_LIFETIME_SECONDS = env_int("DELIVERY_MAX_LIFETIME_SECONDS", 3 * 24 * 3600)
 DELIVERY_FIRST_RETRY_SECONDS = env_int("DELIVERY_FIRST_RETRY_SECONDS", 5 * 60)
+# Work distribution: each send task claims chunks of SENDING_CHUNK_SIZE for about
+# SENDING_TASK_SECONDS, then hands over to a fresh task; SENDING_FANOUT chains run per campaign.
+SENDING_CHUNK_SIZE = env_int("SENDING_CHUNK_SIZE", 200)
+SENDING_TASK_SECONDS = env_float("SENDING_TASK_SECONDS", 1.0)
+SENDING_FANOUT = env_int("SENDING_FANOUT", 4)
 
 # Models that belong to no workspace; every other model of the project's apps must inherit
 # accounts.models.WorkspaceOwned (checked at start-up).

@@ -31,3 +31,7 @@ class SendingConfig(AppConfig):
         from sending.selectors import sending_domain_for_from_address
 
         register_sender_domain_lookup(sending_domain_for_from_address)
+
+        from campaigns.panels import campaign_panels
+
+        campaign_panels.register("sending:campaign_progress")

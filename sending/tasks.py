@@ -51,3 +51,56 @@ def sending_ip_ptr_check_all_task() -> int:
     from sending.services.monitoring import sending_ip_ptr_check_all
 
     return sending_ip_ptr_check_all()
+
+
+@shared_task(acks_late=True)
+def campaigns_start_due_task() -> list[int]:
+    """Periodic: snapshot the campaigns whose time has come and set workers on them."""
+    from sending.pipeline import campaigns_start_due
+
+    started = campaigns_start_due()
+    for campaign_id in started:
+        campaign_send_fan_out(campaign_id)
+    return started
+
+
+def campaign_send_fan_out(campaign_id: int) -> None:
+    """SENDING_FANOUT chains of send tasks per campaign: each chain re-enqueues itself."""
+    for _ in range(settings.SENDING_FANOUT):
+        transaction.on_commit(lambda: campaign_send_task.delay(campaign_id))
+
+
+@shared_task(acks_late=True)
+def campaign_send_task(campaign_id: int) -> int:
+    """Send chunks for about SENDING_TASK_SECONDS, then hand over to a fresh task, so that a
+    worker is never tied to one campaign for long. Returns the deliveries claimed."""
+    import time
+
+    from sending.pipeline import campaign_finish_if_done, chunk_send
+
+    deadline = time.monotonic() + settings.SENDING_TASK_SECONDS
+    claimed = 0
+    while time.monotonic() < deadline:
+        report = chunk_send(campaign_id=campaign_id)
+        if report is None:
+            campaign_finish_if_done(campaign_id=campaign_id)
+            return claimed
+        claimed += report.claimed
+    campaign_send_task.delay(campaign_id)
+    return claimed
+
+
+@shared_task(acks_late=True)
+def deliveries_sweep_task() -> dict:
+    """Periodic: expired leases back to the queue (or unknown), and campaigns that have
+    claimable work but no worker on it (a lost queue, a restart) set going again."""
+    from sending.pipeline import campaign_finish_if_done, campaigns_needing_workers
+    from sending.services.deliveries import leases_sweep
+
+    swept = leases_sweep()
+    stalled, finished = campaigns_needing_workers()
+    for campaign_id in stalled:
+        campaign_send_fan_out(campaign_id)
+    for campaign_id in finished:
+        campaign_finish_if_done(campaign_id=campaign_id)
+    return {**swept, "restarted": len(stalled)}

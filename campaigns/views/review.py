@@ -15,6 +15,7 @@ from accounts.scoping import WorkspaceRequest, workspace_view
 from campaigns import checks, scheduling, selectors, test_send
 from campaigns.forms import ScheduleForm, TestSendForm
 from campaigns.models import Campaign
+from campaigns.panels import campaign_panels
 from contacts import selectors as contact_selectors
 
 _OPEN = (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED)
@@ -59,6 +60,7 @@ def _review_page(
             "test_form": test_form or TestSendForm(contacts=contacts),
             "schedule_form": schedule_form,
             "max_test_addresses": test_send.MAX_ADDRESSES,
+            "panels": campaign_panels.url_names,
         },
         status=status,
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, F
 from django.utils import timezone
 
 from accounts.errors import ApplicationError
@@ -246,12 +246,10 @@ def _retry_delay(attempt_count: int) -> dt.timedelta:
     return dt.timedelta(seconds=capped * _jitter.uniform(0.8, 1.2))
 
 
-def delivery_record(*, delivery: Delivery, token: uuid.UUID, outcome: Outcome) -> bool:
-    """Record a transport's outcome and its attempt together, if this lease still owns the
-    in-flight row; False (and nothing written) when it does not."""
+def _outcome_fields(delivery: Delivery, outcome: Outcome, now: dt.datetime) -> dict:
+    """The row's new values for an outcome: a deferral past the lifetime fails (soft)."""
     if outcome.state not in _FINAL_OUTCOMES:
         raise ValueError(f"Not an outcome: {outcome.state}")
-    now = timezone.now()
     state = outcome.state
     next_attempt_at = None
     if state == State.DEFERRED:
@@ -259,37 +257,103 @@ def delivery_record(*, delivery: Delivery, token: uuid.UUID, outcome: Outcome) -
         next_attempt_at = now + _retry_delay(delivery.attempt_count)
         if next_attempt_at - delivery.created_at > lifetime:
             state, next_attempt_at = State.FAILED, None
-    fields = {
+    return {
         "state": state,
-        "lease_token": None,
-        "lease_expires_at": None,
         "next_attempt_at": next_attempt_at,
         "last_response": outcome.response[:500],
         "bounce_class": outcome.bounce_class
         or (Delivery.BounceClass.SOFT if state == State.FAILED else ""),
-        "updated_at": now,
+        "sent_at": now if state == State.SENT else None,
     }
-    if state == State.SENT:
-        fields["sent_at"] = now
+
+
+def _attempt(delivery: Delivery, outcome: Outcome, state: str, now: dt.datetime):
+    return DeliveryAttempt(
+        workspace_id=delivery.workspace_id,
+        delivery_id=delivery.pk,
+        transport=outcome.transport,
+        remote_host=outcome.remote_host[:253],
+        smtp_code=outcome.smtp_code,
+        enhanced_code=outcome.enhanced_code[:12],
+        response=outcome.response[:1000],
+        outcome=state,
+        started_at=outcome.started_at or now,
+        finished_at=now,
+    )
+
+
+def delivery_record(*, delivery: Delivery, token: uuid.UUID, outcome: Outcome) -> bool:
+    """Record a transport's outcome and its attempt together, if this lease still owns the
+    in-flight row; False (and nothing written) when it does not."""
+    return bool(deliveries_record(token=token, outcomes=[(delivery, outcome)]))
+
+
+def deliveries_record(*, token: uuid.UUID, outcomes: list[tuple[Delivery, Outcome]]) -> set[int]:
+    """Record many outcomes of one lease in one transaction (one UPDATE, one INSERT): the
+    ids recorded. Rows this lease no longer owns in flight are left untouched."""
+    if not outcomes:
+        return set()
+    now = timezone.now()
+    rows = {delivery.pk: (delivery, outcome, _outcome_fields(delivery, outcome, now))
+            for delivery, outcome in outcomes}  # fmt: skip
+    values = [
+        (pk, f["state"], f["next_attempt_at"], f["last_response"], f["bounce_class"], f["sent_at"])
+        for pk, (_, _, f) in rows.items()
+    ]
+    placeholders = ", ".join(["(%s, %s, %s::timestamptz, %s, %s, %s::timestamptz)"] * len(values))
     with transaction.atomic():
-        changed = Delivery.objects.filter(
-            pk=delivery.pk, lease_token=token, state=State.IN_FLIGHT
-        ).update(**fields)
-        if not changed:
-            return False
-        DeliveryAttempt.objects.create(
-            workspace_id=delivery.workspace_id,
-            delivery_id=delivery.pk,
-            transport=outcome.transport,
-            remote_host=outcome.remote_host,
-            smtp_code=outcome.smtp_code,
-            enhanced_code=outcome.enhanced_code,
-            response=outcome.response[:1000],
-            outcome=state,
-            started_at=outcome.started_at or now,
-            finished_at=now,
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE sending_delivery d SET state = v.state, lease_token = NULL, "  # noqa: S608
+                "lease_expires_at = NULL, next_attempt_at = v.next_attempt_at, "
+                "last_response = v.last_response, bounce_class = v.bounce_class, "
+                "sent_at = COALESCE(v.sent_at, d.sent_at), updated_at = %s "
+                f"FROM (VALUES {placeholders}) AS v(id, state, next_attempt_at, last_response, "
+                "bounce_class, sent_at) "
+                "WHERE d.id = v.id AND d.lease_token = %s AND d.state = 'in_flight' "
+                "RETURNING d.id",
+                [now, *(value for row in values for value in row), token],
+            )
+            recorded = {row[0] for row in cursor.fetchall()}
+        DeliveryAttempt.objects.bulk_create(
+            _attempt(delivery, outcome, fields["state"], now)
+            for pk, (delivery, outcome, fields) in rows.items()
+            if pk in recorded
         )
-    return True
+    return recorded
+
+
+def deliveries_fail_unsent(*, token: uuid.UUID, failures: list[tuple[Delivery, str]]) -> int:
+    """Claimed rows that could not even be built (an invalid address, a template that no
+    longer compiles): failed, with the reason, never attempted."""
+    now = timezone.now()
+    failed = 0
+    with transaction.atomic():
+        for delivery, reason in failures:
+            failed += Delivery.objects.filter(
+                pk=delivery.pk, lease_token=token, state=State.CLAIMED
+            ).update(
+                state=State.FAILED,
+                lease_token=None,
+                lease_expires_at=None,
+                last_response=reason[:500],
+                updated_at=now,
+            )
+    return failed
+
+
+def deliveries_return_unsent(*, delivery_ids: list[int], token: uuid.UUID) -> int:
+    """In-flight rows the transport refused before handing anything over (a configuration
+    fault): back to the queue, their attempt not counted."""
+    return Delivery.objects.filter(
+        pk__in=delivery_ids, lease_token=token, state=State.IN_FLIGHT
+    ).update(
+        state=State.QUEUED,
+        lease_token=None,
+        lease_expires_at=None,
+        attempt_count=F("attempt_count") - 1,
+        updated_at=timezone.now(),
+    )
 
 
 def deliveries_release(*, delivery_ids: list[int], token: uuid.UUID) -> int:

@@ -1,0 +1,301 @@
+"""The send pipeline end to end: a scheduled campaign goes out through the smtp transport to
+a real SMTP server on loopback, each recipient exactly once, every message DKIM-signed."""
+
+import re
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from urllib.parse import urlsplit
+
+import dkim as dkimpy
+import pytest
+from aiosmtpd.controller import Controller
+from django.utils import timezone
+
+from campaigns.models import Campaign
+from contacts.models import Contact, Subscription, Suppression
+from sending import links
+from sending.models import Delivery
+from sending.pipeline import (
+    campaign_finish_if_done,
+    campaign_pause,
+    campaign_progress,
+    campaign_resume,
+    campaign_stop,
+    campaigns_start_due,
+    chunk_send,
+)
+from sending.resolver import DnsClient
+from sending.services.domains import sending_domain_add, sending_domain_check
+from sending.transports import transports_close
+from tests.factories import ContactListFactory, WorkspaceFactory
+from tests.sending.conftest import publish
+from tests.sending.sinks import FaultySink
+
+pytestmark = pytest.mark.django_db
+
+State = Delivery.State
+DOMAIN = "news.shop.example"
+
+
+@dataclass
+class RawSink:
+    """An SMTP server on loopback that keeps every message as bytes, with per-recipient
+    answers for chosen addresses."""
+
+    answers: dict[str, list[str]] = field(default_factory=dict)  # address -> replies in turn
+    received: list[tuple[str, str, bytes]] = field(default_factory=list)  # from, rcpt, bytes
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        replies = self.answers.get(address)
+        if replies:
+            reply = replies.pop(0) if len(replies) > 1 else replies[0]
+            if not reply.startswith("250"):
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:
+                self.received.append((envelope.mail_from, rcpt, envelope.original_content))
+        return "250 2.0.0 Queued"
+
+    def to(self, address: str) -> list[bytes]:
+        return [raw for _, rcpt, raw in self.received if rcpt == address]
+
+
+@pytest.fixture
+def sink(settings, free_port):
+    handler = RawSink()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.SENDING_TRANSPORT = "smtp"
+    settings.SENDING_SMTP_HOST, settings.SENDING_SMTP_PORT = "127.0.0.1", port
+    settings.SENDING_SMTP_SECURITY = "none"
+    settings.SENDING_SMTP_USERNAME = ""
+    transports_close()
+    try:
+        yield handler
+    finally:
+        transports_close()
+        controller.stop()
+
+
+@pytest.fixture
+def campaign_factory(dns_server, settings):
+    settings.BASE_URL = "https://esp.example"
+
+    def make(count: int, **fields) -> Campaign:
+        workspace = WorkspaceFactory(postal_address="1 Harbour Street, Bristol")
+        domain = sending_domain_add(workspace=workspace, domain=DOMAIN, acting_user=None)
+        publish(dns_server, domain)
+        sending_domain_check(domain=domain)
+        contact_list = ContactListFactory(workspace=workspace)
+        contacts = Contact.objects.bulk_create(
+            Contact(workspace=workspace, email=f"reader{i}@mail{i % 7}.test", first_name=f"R{i}")
+            for i in range(count)
+        )
+        Subscription.objects.bulk_create(
+            Subscription(workspace=workspace, contact=contact, contact_list=contact_list)
+            for contact in contacts
+        )
+        campaign = Campaign.objects.create(
+            workspace=workspace,
+            name="Spring",
+            subject="Hi {{ first_name }}",
+            from_name="Shop",
+            from_email=f"hello@{DOMAIN}",
+            html=(
+                '<p>Hello {{ first_name }}</p><p><a href="https://shop.example/sale">Sale</a>'
+                ' <a href="https://shop.example/u?n={{ first_name }}">Yours</a></p>'
+                '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a> {{ postal_address }}</p>'
+            ),
+            status=Campaign.Status.SCHEDULED,
+            scheduled_at=timezone.now(),
+            **fields,
+        )
+        campaign.include_lists.add(contact_list)
+        return campaign
+
+    return make
+
+
+def _dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
+    lookup = DnsClient().lookup(name.decode(), "TXT")
+    return b"".join(lookup.records[0].strings) if lookup.ok else None
+
+
+def _drain(campaign: Campaign, limit: int = 200) -> None:
+    while chunk_send(campaign_id=campaign.pk, limit=limit) is not None:
+        pass
+
+
+def test_a_campaign_reaches_each_recipient_once_signed_tracked_and_unsubscribable(
+    campaign_factory, sink, client
+):
+    campaign = campaign_factory(2000)
+    assert campaigns_start_due() == [campaign.pk]
+
+    _drain(campaign)
+    assert campaign_finish_if_done(campaign_id=campaign.pk)
+
+    rcpts = [rcpt for _, rcpt, _ in sink.received]
+    assert len(rcpts) == len(set(rcpts)) == 2000
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENT
+    assert Delivery.objects.filter(campaign=campaign, state=State.SENT).count() == 2000
+
+    mail_from, rcpt, raw = sink.received[17]
+    assert b"\r\n" in raw
+    assert dkimpy.verify(raw, dnsfunc=_dnsfunc)
+    message = message_from_bytes(raw, policy=policy.default)
+    delivery = Delivery.objects.get(campaign=campaign, address=rcpt)
+    for header in ("Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID"):
+        assert message[header], header
+    assert message["Message-ID"].endswith(f"@{DOMAIN}>")
+    assert mail_from.endswith(f"@{campaign.workspace.sendingdomain_set.get().return_path_host}")
+    html = message.get_body(("html",)).get_content()
+    targets = {}
+    for href in re.findall(r'href="([^"]+)"', html):
+        if "/c/" in href:
+            read = links.click_read(href.rsplit("/c/", 1)[1])
+            assert read is not None
+            assert read[0] == delivery.pk
+            targets[read[1]] = href
+    first_name = delivery.contact.first_name
+    assert set(targets) == {"https://shop.example/sale", f"https://shop.example/u?n={first_name}"}
+
+    one_click = re.search(r"<(https://[^>]+)>", message["List-Unsubscribe"]).group(1)
+    response = client.post(urlsplit(one_click).path, {"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    assert Subscription.objects.get(contact=delivery.contact).status == "unsubscribed"
+
+
+def test_every_message_verifies_with_dkimpy(campaign_factory, sink):
+    campaign = campaign_factory(120)
+    campaigns_start_due()
+    _drain(campaign, limit=50)
+    assert len(sink.received) == 120
+    assert all(dkimpy.verify(raw, dnsfunc=_dnsfunc) for _, _, raw in sink.received)
+
+
+def test_recipients_unsubscribed_mid_send_receive_nothing_after(campaign_factory, sink, client):
+    campaign = campaign_factory(300)
+    campaigns_start_due()
+    chunk_send(campaign_id=campaign.pk, limit=100)
+    waiting = list(
+        Delivery.objects.filter(campaign=campaign, state=State.QUEUED).order_by("-pk")[:10]
+    )
+    from compliance.tokens import unsubscribe_url
+
+    for delivery in waiting:
+        url = unsubscribe_url(
+            workspace_id=campaign.workspace_id, contact_id=delivery.contact_id, campaign_id=None
+        )
+        assert client.post(urlsplit(url).path, {"List-Unsubscribe": "One-Click"}).status_code == 200
+
+    _drain(campaign)
+
+    received = {rcpt for _, rcpt, _ in sink.received}
+    assert not received & {delivery.address for delivery in waiting}
+    assert len(received) == 290
+    assert Delivery.objects.filter(campaign=campaign, state=State.SKIPPED).count() == 10
+
+
+def test_temporary_refusals_are_retried_and_permanent_ones_bounce_and_suppress(
+    campaign_factory, sink, settings
+):
+    campaign = campaign_factory(20)
+    later = ["reader1@mail1.test", "reader2@mail2.test"]
+    never = ["reader3@mail3.test"]
+    for address in later:
+        sink.answers[address] = ["451 4.7.1 Try again later", "250 OK"]
+    for address in never:
+        sink.answers[address] = ["550 5.1.1 <reader3@mail3.test>: Recipient address rejected"]
+    campaigns_start_due()
+    _drain(campaign)
+
+    assert set(later) <= set(
+        Delivery.objects.filter(campaign=campaign, state=State.DEFERRED).values_list(
+            "address", flat=True
+        )
+    )
+    bounced = Delivery.objects.get(campaign=campaign, address=never[0])
+    assert (bounced.state, bounced.bounce_class) == (State.BOUNCED, "hard")
+    assert Suppression.objects.filter(workspace=campaign.workspace, reason="hard_bounce").exists()
+    assert Contact.objects.get(email=never[0]).status == Contact.Status.BOUNCED
+    assert not campaign_finish_if_done(campaign_id=campaign.pk)
+
+    Delivery.objects.filter(campaign=campaign, state=State.DEFERRED).update(
+        next_attempt_at=timezone.now()
+    )
+    _drain(campaign)
+
+    for address in later:
+        assert len(sink.to(address)) == 1
+    assert sink.to(never[0]) == []
+    assert campaign_finish_if_done(campaign_id=campaign.pk)
+
+
+def test_pause_stops_claims_resume_continues_and_nothing_is_sent_twice(campaign_factory, sink):
+    campaign = campaign_factory(250)
+    campaigns_start_due()
+    for _ in range(5):
+        chunk_send(campaign_id=campaign.pk, limit=20)
+        campaign.refresh_from_db()
+        campaign_pause(campaign=campaign, acting_user=None)
+        assert chunk_send(campaign_id=campaign.pk, limit=20) is None
+        campaign.refresh_from_db()
+        campaign_resume(campaign=campaign, acting_user=None)
+    _drain(campaign)
+    rcpts = [rcpt for _, rcpt, _ in sink.received]
+    assert len(rcpts) == len(set(rcpts)) == 250
+    progress = campaign_progress(campaign=campaign)
+    assert progress.by_state == {"sent": 250}
+    assert progress.percent == 100
+
+
+def test_stop_skips_what_was_not_handed_over(campaign_factory, sink):
+    campaign = campaign_factory(100)
+    campaigns_start_due()
+    chunk_send(campaign_id=campaign.pk, limit=30)
+    campaign.refresh_from_db()
+    assert campaign_stop(campaign=campaign, acting_user=None) == 70
+    assert chunk_send(campaign_id=campaign.pk, limit=30) is None
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.CANCELLED
+    assert len(sink.received) == 30
+
+
+def test_a_relay_refusing_our_credentials_pauses_the_campaign_and_loses_nothing(
+    campaign_factory, settings
+):
+    """A real relay that wants AUTH: with wrong credentials nothing is handed over, the rows
+    wait in the queue, the campaign pauses; with the right ones it completes."""
+    campaign = campaign_factory(30)
+    campaigns_start_due()
+    relay = FaultySink(auth=("esp", "right-password")).start()
+    settings.SENDING_SMTP_HOST, settings.SENDING_SMTP_PORT = relay.host, relay.port
+    settings.SENDING_SMTP_USERNAME, settings.SENDING_SMTP_PASSWORD = "esp", "wrong-password"
+    transports_close()
+    try:
+        chunk_send(campaign_id=campaign.pk, limit=10)
+        campaign.refresh_from_db()
+        assert campaign.status == Campaign.Status.PAUSED
+        assert Delivery.objects.filter(campaign=campaign, state=State.QUEUED).count() == 30
+        assert set(
+            Delivery.objects.filter(campaign=campaign).values_list("attempt_count", flat=True)
+        ) == {0}
+        assert relay.received == []
+
+        settings.SENDING_SMTP_PASSWORD = "right-password"
+        transports_close()
+        campaign_resume(campaign=campaign, acting_user=None)
+        _drain(campaign)
+        assert len(relay.received) == 30
+    finally:
+        transports_close()
+        relay.stop()
