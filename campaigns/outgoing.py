@@ -31,8 +31,12 @@ from campaigns.personalise import campaign_compile, campaign_email, recipient_co
 from contacts.models import Contact
 
 MessageFinisher = Callable[[Message, Campaign, Contact], Message]
+MessageRenderer = Callable[[Campaign, Contact], bytes | None]
 
 message_finishers: list[MessageFinisher] = []
+# Higher apps that build the real wire bytes (sending: tracked links, VERP, DKIM) register
+# here; the first renderer that returns bytes wins, None passes to the next.
+message_renderers: list[MessageRenderer] = []
 
 
 class InvalidFromAddress(ValueError):
@@ -80,3 +84,14 @@ def message_bytes(message: Message) -> bytes:
     buffer = BytesIO()
     BytesGenerator(buffer, mangle_from_=False).flatten(message, linesep="\r\n")
     return buffer.getvalue()
+
+
+def campaign_message_bytes(*, campaign: Campaign, contact: Contact) -> bytes:
+    """The bytes this contact would receive: a registered renderer's when one can build them
+    (the send path's own builder), else this module's message with its finishers."""
+    message = campaign_message(campaign=campaign, contact=contact)  # raises what is wrong
+    for renderer in message_renderers:
+        raw = renderer(campaign, contact)
+        if raw is not None:
+            return raw
+    return message_bytes(message)

@@ -35,3 +35,9 @@ class SendingConfig(AppConfig):
         from campaigns.panels import campaign_panels
 
         campaign_panels.register("sending:campaign_progress")
+
+        from campaigns import outgoing
+        from sending.message import campaign_render_bytes
+
+        if campaign_render_bytes not in outgoing.message_renderers:
+            outgoing.message_renderers.append(campaign_render_bytes)

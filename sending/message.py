@@ -51,6 +51,7 @@ from contacts.models import Contact
 from sending import links, verp
 from sending.dkim import PreparedSigner
 from sending.domain_names import InvalidDomain, domain_normalize
+from sending.models import Delivery
 from sending.selectors import dkim_key_list_signing, sending_domain_for_from_address
 from sending.transports.base import Envelope
 
@@ -416,3 +417,25 @@ def _text_links_rewrite(text: str, *, rewrite: Callable[[str], str], base_url: s
         return text
     pieces.append(text[done:])
     return "".join(pieces)
+
+
+RENDER_DELIVERY_ID = 2**53  # beyond any bigserial a platform will reach
+
+
+def campaign_render_bytes(campaign: Campaign, contact: Contact) -> bytes | None:
+    """`campaign_render`'s bytes from the send path's own builder: tracked links, VERP and
+    DKIM as the recipient would get them, with the Return-Path their MTA would add. The
+    contact's delivery names the links when the campaign has one; before the send they name
+    RENDER_DELIVERY_ID, which no delivery has (its clicks and bounces find nothing).
+    None when the campaign cannot go through the pipeline (its From domain not verified)."""
+    try:
+        builder = CampaignMessageBuilder(campaign, base_url=settings.BASE_URL)
+    except BuildError:
+        return None
+    delivery = Delivery.objects.filter(campaign=campaign, contact=contact).first()
+    envelope = builder.build(
+        delivery_id=delivery.pk if delivery else RENDER_DELIVERY_ID,
+        contact=contact,
+        variant=delivery.variant if delivery else None,
+    )
+    return f"Return-Path: <{envelope.mail_from}>\r\n".encode() + envelope.message

@@ -10,8 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from campaigns.models import Campaign
 from campaigns.outgoing import (
     InvalidFromAddress,
-    campaign_message,
-    message_bytes,
+    campaign_message_bytes,
 )
 from campaigns.preview import PreviewError, campaign_preview
 from campaigns.rendering import ContextError, TemplateError
@@ -42,12 +41,11 @@ class Command(BaseCommand):
             raise CommandError(f"No campaign with id {campaign_id}.")
         recipient = self._contact(campaign, contact)
         try:
-            message = campaign_message(campaign=campaign, contact=recipient)
+            raw = campaign_message_bytes(campaign=campaign, contact=recipient)
         except TemplateError as error:
             raise CommandError(_compile_problem(campaign, error)) from None
         except (ContextError, InvalidFromAddress) as error:
             raise CommandError(f"Campaign {campaign.pk} cannot be rendered: {error}") from None
-        raw = message_bytes(message)
         if out:
             try:
                 Path(out).write_bytes(raw)
