@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null; then echo sudo; fi)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: install services chromium migrate seed run lint test fmt clean
+.PHONY: install services chromium bench-tools migrate seed run lint test fmt clean
 
 install: $(STAMP)
 
@@ -28,6 +28,22 @@ chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \
 		$(APT) update && $(APT) install -y chromium; \
 	fi
+
+# Postfix only for its smtp-sink (bench/send.py's sink): installed unconfigured ("No
+# configuration": no main.cf, so nothing to start), and a master that started anyway is stopped.
+bench-tools:
+	@if ! command -v smtp-sink >/dev/null && [ ! -x /usr/sbin/smtp-sink ]; then \
+		echo "postfix postfix/main_mailer_type select No configuration" \
+			| $(SUDO) debconf-set-selections; \
+		$(APT) update && $(APT) install -y --no-install-recommends postfix; \
+	fi
+	@if [ -f /etc/postfix/main.cf ] && $(SUDO) postfix status >/dev/null 2>&1; then \
+		$(SUDO) postfix stop; \
+	fi
+	@if pgrep -f '^/usr/lib/postfix/sbin/master' >/dev/null; then \
+		echo "A Postfix master is still running: stop it (postfix stop)." >&2; exit 1; \
+	fi
+	@command -v smtp-sink || ls /usr/sbin/smtp-sink
 
 # Development targets: DEBUG=1 (keys generated under var/) unless DEBUG is already set.
 run migrate seed: export DEBUG ?= 1
