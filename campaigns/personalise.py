@@ -29,14 +29,23 @@ def compose(*, layout: str | None, body: str) -> str:
     return _SLOT.sub(lambda _: body, layout, count=1)
 
 
+_OWN_LAYOUT = object()
+
+
 def campaign_compile(
-    campaign: Campaign, *, subject: str | None = None, html: str | None = None
+    campaign: Campaign,
+    *,
+    subject: str | None = None,
+    html: str | None = None,
+    layout: str | object = _OWN_LAYOUT,
 ) -> CompiledMessage:
     """The campaign's parts compiled once (TemplateError names what is wrong).
 
-    `subject` and `html` override the campaign's own, for an A/B variant.
+    `subject` and `html` override the campaign's own, for an A/B variant; `layout` the
+    template's current HTML (a send uses the layout frozen when it started; "": none).
     """
-    layout = campaign.template.html if campaign.template_id else None
+    if layout is _OWN_LAYOUT:
+        layout = campaign.template.html if campaign.template_id else None
     return compile_message(
         subject=campaign.subject if subject is None else subject,
         preheader=campaign.preheader,

@@ -51,7 +51,7 @@ from contacts.models import Contact
 from sending import links, verp
 from sending.dkim import PreparedSigner
 from sending.domain_names import InvalidDomain, domain_normalize
-from sending.models import Delivery
+from sending.models import CampaignSend, Delivery
 from sending.selectors import dkim_key_list_signing, sending_domain_for_from_address
 from sending.transports.base import Envelope
 
@@ -237,11 +237,14 @@ class CampaignMessageBuilder:
         self._prepare_headers()
 
     def _compile(self, variant: Variant | None = None) -> CompiledMessage:
+        # A send uses the layout frozen when it started; before that, the template's own.
+        send = CampaignSend.objects.filter(campaign=self.campaign).only("layout_html").first()
+        layout = {} if send is None else {"layout": send.layout_html}
         try:
             if variant is None:
-                return campaign_compile(self.campaign)
+                return campaign_compile(self.campaign, **layout)
             return campaign_compile(
-                self.campaign, subject=variant.subject, html=variant.html or None
+                self.campaign, subject=variant.subject, html=variant.html or None, **layout
             )
         except TemplateError as error:
             raise BuildError(f"The campaign does not compile: {error}") from error

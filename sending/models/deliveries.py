@@ -24,6 +24,9 @@ class CampaignSend(WorkspaceOwned):
     excluded_duplicate = models.PositiveIntegerField(default=0)
     excluded_invalid = models.PositiveIntegerField(default=0)
     deliveries_total = models.PositiveIntegerField(default=0)
+    layout_html = models.TextField(
+        blank=True, help_text="The layout as it was when the send started (blank: none)."
+    )
     is_paused = models.BooleanField(default=False)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)

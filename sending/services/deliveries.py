@@ -124,6 +124,8 @@ def send_start(*, campaign: Campaign) -> CampaignSend:
         excluded_suppressed=suppressed_count,
         excluded_duplicate=active_count - suppressed_count - inserted,
         deliveries_total=inserted,
+        # Editing the layout later must not change a send under way.
+        layout_html=campaign.template.html if campaign.template_id else "",
     )
     ab_test = AbTest.objects.filter(campaign=campaign).first()
     if ab_test is not None:

@@ -299,3 +299,28 @@ def test_a_relay_refusing_our_credentials_pauses_the_campaign_and_loses_nothing(
     finally:
         transports_close()
         relay.stop()
+
+
+def test_editing_the_layout_during_a_send_does_not_change_what_recipients_get(
+    campaign_factory, sink
+):
+    from campaigns.models import Template
+    from sending import pipeline as pipeline_module
+
+    campaign = campaign_factory(60)
+    layout = Template.objects.create(
+        workspace=campaign.workspace,
+        name="Brand",
+        html="<html><body><div>LAYOUT-ONE</div>{{ content }}</body></html>",
+    )
+    Campaign.objects.filter(pk=campaign.pk).update(template=layout)
+    campaigns_start_due()
+    chunk_send(campaign_id=campaign.pk, limit=20)
+
+    layout.html = "<html><body><div>LAYOUT-TWO</div>{{ content }}</body></html>"
+    layout.save()
+    pipeline_module._builders.clear()  # as a worker that starts afresh would
+    _drain(campaign)
+
+    assert len(sink.received) == 60
+    assert all(b"LAYOUT-ONE" in raw and b"LAYOUT-TWO" not in raw for _, _, raw in sink.received)
