@@ -221,15 +221,7 @@ class CampaignMessageBuilder:
         self.sending_domain = domain
         self.domain = domain.domain
         self.return_path_host = domain.return_path_host
-        self.signers = [
-            PreparedSigner(
-                domain=domain.domain,
-                selector=key.selector,
-                private_key=key.private_key,
-                algorithm=key.algorithm,
-            )
-            for key in dkim_key_list_signing(domain=domain)
-        ]
+        self.signers = [_signer(domain, key) for key in dkim_key_list_signing(domain=domain)]
         if not self.signers:
             raise BuildError(f"{domain.display_name} has no active DKIM key to sign with.")
         self._compiled = self._compile()
@@ -420,6 +412,23 @@ def _text_links_rewrite(text: str, *, rewrite: Callable[[str], str], base_url: s
         return text
     pieces.append(text[done:])
     return "".join(pieces)
+
+
+def _signer(domain, key) -> PreparedSigner:
+    """A key that no longer loads (corrupted, sealed with a lost FIELD_ENCRYPTION_KEY) stops
+    the campaign with its name, rather than every message failing one by one."""
+    try:
+        return PreparedSigner(
+            domain=domain.domain,
+            selector=key.selector,
+            private_key=key.private_key,
+            algorithm=key.algorithm,
+        )
+    except (ValueError, TypeError) as error:
+        raise BuildError(
+            f"The DKIM key {key.selector} of {domain.display_name} cannot be loaded ({error}); "
+            "rotate it on the domain's page."
+        ) from error
 
 
 RENDER_DELIVERY_ID = 2**53  # beyond any bigserial a platform will reach

@@ -199,8 +199,8 @@ def campaign_finish_if_done(*, campaign_id: int) -> bool:
     if Delivery.objects.filter(campaign_id=campaign_id, state__in=_OPEN).exists():
         return False
     with transaction.atomic():
-        campaign = Campaign.objects.select_for_update(of=("self",)).get(pk=campaign_id)
-        if campaign.status != Campaign.Status.SENDING:
+        campaign = Campaign.objects.select_for_update(of=("self",)).filter(pk=campaign_id).first()
+        if campaign is None or campaign.status != Campaign.Status.SENDING:
             return False
         campaign.status = Campaign.Status.SENT
         campaign.updated_at = timezone.now()

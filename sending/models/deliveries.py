@@ -63,7 +63,9 @@ class Delivery(WorkspaceOwned):
     # States in which the delivery may still produce a message.
     OPEN_STATES = ("holding", "queued", "claimed", "in_flight", "deferred")
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries")
+    # A campaign that has sent keeps its history: it cannot be deleted on its own (deleting
+    # its workspace still removes everything).
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries")
     variant = models.ForeignKey(
         Variant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

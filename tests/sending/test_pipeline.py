@@ -324,3 +324,72 @@ def test_editing_the_layout_during_a_send_does_not_change_what_recipients_get(
 
     assert len(sink.received) == 60
     assert all(b"LAYOUT-ONE" in raw and b"LAYOUT-TWO" not in raw for _, _, raw in sink.received)
+
+
+def test_an_address_that_became_invalid_fails_with_the_reason_and_the_rest_go(
+    campaign_factory, sink
+):
+    campaign = campaign_factory(10)
+    campaigns_start_due()
+    broken = Delivery.objects.filter(campaign=campaign).order_by("pk").first()
+    Delivery.objects.filter(pk=broken.pk).update(address="reader0@@mail0.test")
+    _drain(campaign)
+    broken.refresh_from_db()
+    assert broken.state in (State.FAILED, State.BOUNCED)
+    assert broken.last_response
+    assert len(sink.received) == 9
+    assert campaign_finish_if_done(campaign_id=campaign.pk)
+
+
+def test_a_dkim_key_that_fails_to_load_pauses_the_campaign_with_the_reason(campaign_factory, sink):
+    from accounts.models import AuditEntry
+    from sending.models import DkimKey
+    from sending.pipeline import _builders
+
+    campaign = campaign_factory(10)
+    campaigns_start_due()
+    _builders.clear()
+    key = DkimKey.objects.get(domain__domain=DOMAIN, status=DkimKey.Status.ACTIVE)
+    key.private_key = "-----BEGIN RSA PRIVATE KEY-----\nbroken\n-----END RSA PRIVATE KEY-----\n"
+    key.save()
+
+    chunk_send(campaign_id=campaign.pk)
+
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PAUSED
+    assert Delivery.objects.filter(campaign=campaign, state=State.QUEUED).count() == 10
+    reason = AuditEntry.objects.get(verb="campaign.paused").details["reason"]
+    assert "DKIM" in reason or "key" in reason.lower()
+    assert sink.received == []
+
+
+def test_a_connection_dropped_after_the_final_dot_is_unknown_and_not_sent_again(
+    campaign_factory, settings
+):
+    campaign = campaign_factory(12)
+    campaigns_start_due()
+    relay = FaultySink(rules={"reader5@*": "drop-after-dot"}).start()
+    settings.SENDING_SMTP_HOST, settings.SENDING_SMTP_PORT = relay.host, relay.port
+    transports_close()
+    try:
+        _drain(campaign, limit=4)
+        unknown = Delivery.objects.get(campaign=campaign, state=State.UNKNOWN)
+        assert unknown.address == "reader5@mail5.test"
+        assert Delivery.objects.filter(campaign=campaign, state=State.SENT).count() == 11
+        assert campaign_finish_if_done(campaign_id=campaign.pk)  # unknown is an end state
+        assert [r.rcpt_tos for r in relay.received if r.dropped] == [["reader5@mail5.test"]]
+        assert relay.dot_seen["reader5@mail5.test"] == 1  # arrived once, never sent again
+    finally:
+        transports_close()
+        relay.stop()
+
+
+def test_a_campaign_that_has_sent_cannot_be_deleted_on_its_own(campaign_factory, sink):
+    from django.db.models import ProtectedError
+
+    campaign = campaign_factory(5)
+    campaigns_start_due()
+    _drain(campaign)
+    with pytest.raises(ProtectedError):
+        campaign.delete()
+    assert Delivery.objects.filter(campaign_id=campaign.pk).count() == 5
