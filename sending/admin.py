@@ -8,6 +8,9 @@ from django.views.decorators.http import require_GET
 
 from sending import outbox
 from sending.models import (
+    CampaignSend,
+    Delivery,
+    DeliveryAttempt,
     DkimKey,
     DnsblListing,
     DnsblZone,
@@ -28,8 +31,8 @@ class SendingIpInline(admin.TabularInline):
 
 @admin.register(IpPool)
 class IpPoolAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "dedicated_workspace", "is_default", "created_at"]
-    list_filter = ["kind", "is_default"]
+    list_display = ["name", "kind", "transport", "dedicated_workspace", "is_default", "created_at"]
+    list_filter = ["kind", "transport", "is_default"]
     search_fields = ["name", "dedicated_workspace__name"]
     autocomplete_fields = ["dedicated_workspace"]
     inlines = [SendingIpInline]
@@ -214,3 +217,54 @@ def _with_outbox_entry(get_app_list):
 
 admin.site.get_urls = _with_outbox_urls(admin.site.get_urls)
 admin.site.get_app_list = _with_outbox_entry(admin.site.get_app_list)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records of what happened: operators read them; the pipeline alone writes them."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CampaignSend)
+class CampaignSendAdmin(ReadOnlyAdmin):
+    list_display = [
+        "campaign",
+        "workspace",
+        "deliveries_total",
+        "excluded_suppressed",
+        "excluded_inactive",
+        "is_paused",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["is_paused"]
+    search_fields = ["campaign__name", "workspace__name"]
+    list_select_related = ["campaign", "workspace"]
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ["started_at", "transport", "remote_host", "smtp_code", "enhanced_code", "response"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["address", "campaign", "state", "bounce_class", "attempt_count", "updated_at"]
+    list_filter = ["state", "bounce_class"]
+    search_fields = ["address", "campaign__name"]
+    list_select_related = ["campaign"]
+    show_full_result_count = False  # millions of rows: no COUNT(*) per page
+    inlines = [DeliveryAttemptInline]

@@ -111,3 +111,17 @@ def test_another_workspaces_campaign_is_404(member_client, sending_campaign):
         _url("campaign_progress", other, sending_campaign)
     )
     assert response.status_code == 404
+
+
+def test_operators_read_sends_and_deliveries_in_the_admin_but_cannot_change_them(
+    operator_client, sending_campaign
+):
+    delivery = Delivery.objects.filter(campaign=sending_campaign, state="unknown").get()
+    listing = operator_client.get("/admin/sending/delivery/?state__exact=unknown")
+    assert listing.status_code == 200
+    assert delivery.address.encode() in listing.content
+    detail = operator_client.get(f"/admin/sending/delivery/{delivery.pk}/change/")
+    assert detail.status_code == 200
+    assert b"connection lost after DATA" in detail.content
+    assert operator_client.get("/admin/sending/delivery/add/").status_code == 403
+    assert operator_client.get("/admin/sending/campaignsend/").status_code == 200
