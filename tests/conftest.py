@@ -207,6 +207,9 @@ def celery_worker_process(settings, tmp_path):
 
     from espsite.celery import app
 
+    # Before anything reads the Celery app's configuration: its first read applies
+    # settings.CELERY_TASK_ALWAYS_EAGER (True in tests), which would keep tasks inline.
+    settings.CELERY_TASK_ALWAYS_EAGER = False
     media = tmp_path / "media"
     media.mkdir()
     settings.STORAGES = {
