@@ -23,20 +23,42 @@ def templated_mail_render(*, template: str, context: dict) -> tuple[str, str, st
     return subject, text, html
 
 
-def mail_deliver(*, subject: str, text: str, html: str, to: list[str]) -> None:
-    """Send one rendered message through django.core.mail (the worker's side)."""
-    message = EmailMultiAlternatives(subject=subject, body=text, to=to)
+def mail_build(
+    *,
+    subject: str,
+    text: str,
+    html: str,
+    to: list[str],
+    from_email: str | None = None,
+    reply_to: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> EmailMultiAlternatives:
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        to=to,
+        from_email=from_email,
+        reply_to=reply_to,
+        headers=headers or {},
+    )
     if html:
         message.attach_alternative(html, "text/html")
-    message.send()
+    return message
 
 
-def mail_enqueue(*, subject: str, text: str, html: str, to: list[str]) -> None:
+def mail_deliver(**parts) -> None:
+    """Send one rendered message through django.core.mail (the worker's side)."""
+    mail_build(**parts).send()
+
+
+def mail_enqueue(**parts) -> None:
+    """Hand a rendered message (the keyword arguments of mail_build) to the transactional
+    lane once the transaction commits. Header injection is refused here, in the caller,
+    not later in a worker."""
     from accounts.tasks import system_mail_send_task
 
-    transaction.on_commit(
-        lambda: system_mail_send_task.delay(subject=subject, text=text, html=html, to=to)
-    )
+    mail_build(**parts).message()  # raises BadHeaderError for a header with a line break
+    transaction.on_commit(lambda: system_mail_send_task.delay(**parts))
 
 
 def templated_mail_send(*, template: str, to: list[str], context: dict) -> None:

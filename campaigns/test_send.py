@@ -1,17 +1,20 @@
 """Test sends: the campaign as a chosen contact (or sample values) would get it, to a few
 addresses the marketer types.
 
-Built by the same renderer and MIME builder as the real send. It leaves through
-django.core.mail (the Delivery issue routes that through the platform's transactional
-lane). A draft may be tested before its checklist passes; that is what tests are for.
+Built by the same renderer and MIME builder as the real send. It leaves through the
+transactional lane (accounts.mail.mail_enqueue: its own Celery queue and worker, then
+django.core.mail and the platform's email backend), so a test arrives within seconds even
+while campaigns are sending. A draft may be tested before its checklist passes; that is
+what tests are for.
 """
 
 import re
 
-from django.core.mail import BadHeaderError, get_connection
+from django.core.mail import BadHeaderError
 
 from accounts.audit import audit_record
 from accounts.errors import ApplicationError
+from accounts.mail import mail_enqueue
 from accounts.models import User, Workspace
 from accounts.throttles import rate_limit_hit
 from campaigns.models import Campaign
@@ -106,24 +109,28 @@ def campaign_test_send(
         raise ApplicationError(
             f"This workspace sent {SENDS_PER_HOUR} tests in the last hour: try again later."
         )
+    # Each address gets its own message, handed to the transactional lane (its own queue
+    # and worker), the one system mail takes: a test never waits behind a campaign.
     try:
-        with get_connection() as connection:
-            for address in recipients:
-                message = campaign_email(
-                    campaign=campaign,
-                    rendered=rendered,
-                    to=[address],
-                    unsubscribe_link=context["unsubscribe_url"],
-                    subject_prefix=SUBJECT_PREFIX,
-                )
-                message.connection = connection
-                message.send()
+        for address in recipients:
+            message = campaign_email(
+                campaign=campaign,
+                rendered=rendered,
+                to=[address],
+                unsubscribe_link=context["unsubscribe_url"],
+                subject_prefix=SUBJECT_PREFIX,
+            )
+            mail_enqueue(
+                subject=message.subject,
+                text=message.body,
+                html=rendered.html,
+                to=[address],
+                from_email=message.from_email,
+                reply_to=list(message.reply_to) or None,
+                headers=dict(message.extra_headers),
+            )
     except (BadHeaderError, ValueError) as error:
         raise ApplicationError(f"The message has an invalid header: {error}") from error
-    except OSError as error:  # SMTPException included: refused, dropped, unreachable
-        raise ApplicationError(
-            "The test could not be sent: the mail server did not accept it. Try again later."
-        ) from error
     audit_record(
         workspace=campaign.workspace,
         actor=acting_user,

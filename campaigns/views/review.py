@@ -97,7 +97,7 @@ def campaign_test_send(request: WorkspaceRequest, campaign_id: int) -> HttpRespo
     except ApplicationError as error:
         form.add_error("addresses", error.message)
         return _review_page(request, campaign, test_form=form, status=400)
-    messages.success(request, f"Test sent to {', '.join(sent)}.")
+    messages.success(request, f"Test on its way to {', '.join(sent)}: it arrives within seconds.")
     return _back(request, campaign)
 
 

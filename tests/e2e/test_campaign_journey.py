@@ -153,7 +153,9 @@ def test_create_edit_preview_test_send_and_schedule_a_campaign(
     page.get_by_label("With the data of").select_option(label="ada@example.org")
     page.get_by_role("button", name="Send test").click()
     expect(
-        page.get_by_role("status").filter(has_text=f"Test sent to {', '.join(TEST_ADDRESSES)}.")
+        page.get_by_role("status").filter(
+            has_text=f"Test on its way to {', '.join(TEST_ADDRESSES)}"
+        )
     ).to_be_visible()
     assert len(smtp_sink.messages) == 2
     assert [rcpts for _, rcpts in smtp_sink.envelopes] == [[address] for address in TEST_ADDRESSES]

@@ -87,3 +87,11 @@ def test_task_round_trips_through_redis_and_worker_heartbeat_shows_in_healthz(
         assert time.time() < deadline, f"no heartbeat: {report}"
         time.sleep(0.5)
     assert report["status"] == "ok"
+
+
+def test_every_beat_entry_names_a_task_a_worker_knows():
+    from espsite.celery import app
+
+    app.loader.import_default_modules()  # what a worker does at start: autodiscovery
+    for name, entry in app.conf.beat_schedule.items():
+        assert entry["task"] in app.tasks, name
