@@ -10,10 +10,11 @@ lease sweep sorts out. Celery tasks (sending/tasks.py) only call these functions
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
@@ -27,6 +28,7 @@ from contacts.services.suppressions import suppression_add
 from sending.message import BuildError, CampaignMessageBuilder
 from sending.models import CampaignSend, Delivery, IpPool, WorkspacePool
 from sending.services.deliveries import (
+    Claim,
     Outcome,
     deliveries_claim,
     deliveries_fail_unsent,
@@ -162,12 +164,31 @@ def chunk_send(*, campaign_id: int, limit: int | None = None) -> ChunkReport | N
 
     by_id = {delivery.pk: delivery for delivery in claim.deliveries}
     outcomes = [(by_id[r.delivery_id], _outcome(r, transport.name)) for r in results]
-    recorded = deliveries_record(token=claim.token, outcomes=outcomes)
+    recorded = _record_through_outage(claim=claim, outcomes=outcomes)
     for delivery, outcome in outcomes:
         if delivery.pk in recorded:
             report.count(outcome.state)
     _after_outcomes([(d, o) for d, o in outcomes if d.pk in recorded], campaign)
     return report
+
+
+def _record_through_outage(*, claim: Claim, outcomes: list[tuple[Delivery, Outcome]]) -> set[int]:
+    """Record the outcomes of mail already handed over, retrying through a lost database
+    connection (a restart, a fail-over) while the lease lasts: rows left in flight would
+    become `unknown` at the sweep although the relay took them. Recording is a
+    compare-and-set on the lease, so a retry after a commit whose reply was lost writes
+    nothing twice."""
+    pause = 0.1
+    while True:
+        try:
+            return deliveries_record(token=claim.token, outcomes=outcomes)
+        except (OperationalError, InterfaceError) as error:
+            connection.close()  # the next query connects afresh
+            if timezone.now() + dt.timedelta(seconds=pause) >= claim.expires_at:
+                raise
+            logger.warning("Recording %s outcomes again: %s", len(outcomes), error)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def _after_outcomes(outcomes: list[tuple[Delivery, Outcome]], campaign: Campaign) -> None:

@@ -10,7 +10,9 @@ In a test (a thread per listening address):
 
 As a process (crash tests): `python -m tests.sending.sinks --port 2526 --behaviour
 'gone@*=550' --behaviour 'slow@*=drop-after-dot' --record /tmp/sink.jsonl`; it prints
-"READY <port>" once listening and appends one JSON line per accepted message.
+"READY <port>" once listening and appends one JSON line per accepted message. `--delay
+0.02` holds every reply to DATA that long (a slow receiver, so that a send lasts long
+enough for a crash test to land mid-send).
 
 Actions for a recipient (the first rule whose fnmatch pattern matches the address wins):
     250            accept (the default)
@@ -26,6 +28,7 @@ Actions for a recipient (the first rule whose fnmatch pattern matches the addres
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import fnmatch
 import hashlib
@@ -215,6 +218,8 @@ class _Handler:
                 drop = drop or first or not action.endswith("-once")
         if "data-554" in actions:
             return "554 5.7.1 Message refused by content policy"
+        if sink.delay:
+            await asyncio.sleep(sink.delay)
         sink._record(server, session, envelope, dropped=drop)
         if drop:
             server.transport.abort()
@@ -292,6 +297,7 @@ class FaultySink:
         pipelining: bool = True,
         auth: tuple[str, str] | None = None,
         record_path: str | None = None,
+        delay: float = 0.0,
     ):
         self.hosts = hosts
         self.port = port or port_free_on(hosts)
@@ -299,6 +305,7 @@ class FaultySink:
         self.pipelining = pipelining
         self.auth = auth
         self.record_path = record_path
+        self.delay = delay  # seconds before each reply to DATA
         self.received: list[Received] = []
         self.sessions: list[SessionLog] = []
         self.rcpt_seen: Counter[str] = Counter()
@@ -444,6 +451,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-pipelining", action="store_true")
     parser.add_argument("--auth", default=None, help="user:password required")
     parser.add_argument("--record", default=None, help="append a JSON line per message here")
+    parser.add_argument(
+        "--delay", type=float, default=0.0, help="seconds to wait before each reply to DATA"
+    )
     args = parser.parse_args(argv)
     rules = dict(item.split("=", 1) for item in args.behaviour)
     certificate = None
@@ -461,6 +471,7 @@ def main(argv: list[str] | None = None) -> None:
         pipelining=not args.no_pipelining,
         auth=auth,  # type: ignore[arg-type]
         record_path=args.record,
+        delay=args.delay,
     ).start()
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
