@@ -11,6 +11,7 @@ lease sweep sorts out. Celery tasks (sending/tasks.py) only call these functions
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -53,9 +54,26 @@ class ChunkReport:
     claimed: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     lost_lease: int = 0
+    throttled: bool = False  # a claim limit allowed nothing now: try again shortly
 
     def count(self, state: str) -> None:
         self.outcomes[state] = self.outcomes.get(state, 0) + 1
+
+
+# The one place where traffic shaping (warm-up caps, per-destination rates, quotas, the
+# kill switch) answers "how many may I take now": each limit gets the campaign id and the
+# number wanted and returns how many it allows (0: none now). Registered at start-up.
+ClaimLimit = Callable[[int, int], int]
+claim_limits: list[ClaimLimit] = []
+
+
+def claim_allowance(*, campaign_id: int, wanted: int) -> int:
+    allowed = wanted
+    for limit in claim_limits:
+        allowed = min(allowed, max(limit(campaign_id, allowed), 0))
+        if not allowed:
+            break
+    return allowed
 
 
 # --- starting ---------------------------------------------------------------------------
@@ -113,7 +131,9 @@ def _outcome(result: Result, transport_name: str) -> Outcome:
 def chunk_send(*, campaign_id: int, limit: int | None = None) -> ChunkReport | None:
     """Claim, build, hand over and record one chunk of a campaign; None when nothing was
     claimable (finished, paused, or only deferred rows not yet due)."""
-    limit = limit or settings.SENDING_CHUNK_SIZE
+    limit = claim_allowance(campaign_id=campaign_id, wanted=limit or settings.SENDING_CHUNK_SIZE)
+    if not limit:
+        return ChunkReport(throttled=True)
     claim = deliveries_claim(campaign_id=campaign_id, limit=limit)
     if claim is None:
         return None

@@ -85,6 +85,9 @@ def campaign_send_task(campaign_id: int) -> int:
         if report is None:
             campaign_finish_if_done(campaign_id=campaign_id)
             return claimed
+        if report.throttled:  # shaping allows nothing now: come back in a second
+            campaign_send_task.apply_async((campaign_id,), countdown=1)
+            return claimed
         claimed += report.claimed
     campaign_send_task.delay(campaign_id)
     return claimed

@@ -393,3 +393,26 @@ def test_a_campaign_that_has_sent_cannot_be_deleted_on_its_own(campaign_factory,
     with pytest.raises(ProtectedError):
         campaign.delete()
     assert Delivery.objects.filter(campaign_id=campaign.pk).count() == 5
+
+
+def test_claim_limits_decide_how_many_may_go_now(campaign_factory, sink):
+    from sending import pipeline as pipeline_module
+
+    campaign = campaign_factory(30)
+    campaigns_start_due()
+    allowance = {"left": 12}
+
+    def warm_up(campaign_id: int, wanted: int) -> int:
+        return min(wanted, allowance["left"])
+
+    pipeline_module.claim_limits.append(warm_up)
+    try:
+        first = chunk_send(campaign_id=campaign.pk, limit=20)
+        assert first.claimed == 12
+        allowance["left"] = 0
+        assert chunk_send(campaign_id=campaign.pk, limit=20).throttled
+        assert len(sink.received) == 12
+    finally:
+        pipeline_module.claim_limits.remove(warm_up)
+    _drain(campaign)
+    assert len(sink.received) == 30
