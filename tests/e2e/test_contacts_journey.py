@@ -56,7 +56,10 @@ def test_import_csv_watch_progress_then_count_a_segment(page, tmp_path, celery_w
     page.get_by_label("Name").fill("Frequent buyers")
     page.get_by_role("button", name="+ Add condition").click()
     rule = page.locator(".seg-rule").first
-    # Each choice re-renders the rule on the server: let each swap land before the next.
+    # Each choice re-renders the rule on the server: let each swap land before the next
+    # (the added rule's own swap included, or it would replace the first choice).
+    expect(rule.get_by_label("Field")).to_be_visible()
+    page.wait_for_load_state("networkidle")
     rule.get_by_label("Field").select_option("attr:orders")
     expect(rule.get_by_label("Comparison")).to_have_value("eq")
     page.wait_for_load_state("networkidle")
