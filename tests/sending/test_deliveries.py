@@ -336,34 +336,3 @@ def test_gdpr_export_and_erasure_cover_deliveries_and_replies(audience):
     assert delivery.state == State.BOUNCED  # the campaign's numbers stay right
     assert not DeliveryAttempt.objects.filter(response__icontains=person).exists()
     assert not Delivery.objects.filter(address__iexact=person).exists()
-
-
-def test_a_claim_late_in_a_send_does_not_walk_the_rows_already_sent(audience):
-    """The claim reaches queued rows through their partial index: its plan never filters
-    out the rows a send has already finished (which would make a whole send quadratic)."""
-    workspace, contact_list, _ = audience
-    campaign = _campaign(workspace, contact_list)
-    send_start(campaign=campaign)
-    Delivery.objects.filter(
-        campaign=campaign,
-        pk__in=list(
-            Delivery.objects.filter(campaign=campaign)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:25]
-        ),
-    ).update(state=State.SENT)
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        with CaptureQueriesContext(connection) as queries:
-            claim = deliveries_claim(campaign_id=campaign.pk, limit=5)
-    assert len(claim.deliveries) == 5
-    assert all(d.state == State.CLAIMED for d in claim.deliveries)
-    claim_sql = next(
-        q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(("WITH", "UPDATE"))
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "EXPLAIN " + claim_sql.replace("UPDATE sending_delivery", "UPDATE sending_delivery", 1)
-        )
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "sending_delivery_queued_idx" in plan, plan
