@@ -27,7 +27,7 @@ from campaigns.audience import audience_candidates
 from campaigns.models import AbTest, Campaign
 from contacts.models import Contact
 from contacts.suppressions import suppressed_hashes
-from sending.models import CampaignSend, Delivery, DeliveryAttempt
+from sending.models import CampaignSend, Delivery
 
 State = Delivery.State
 _jitter = secrets.SystemRandom()
@@ -175,17 +175,27 @@ def deliveries_claim(
     paused. Addresses suppressed since the snapshot are skipped here, not sent."""
     lease_seconds = lease_seconds or settings.DELIVERY_LEASE_SECONDS
     token = uuid.uuid4()
+    # Queued and due deferred rows are looked up apart, each through its own index (the
+    # partial index of queued rows, in id order): one condition with an OR makes the
+    # planner walk the primary key from the campaign's first row, past every row already
+    # sent, so that each claim costs more than the last (O(n) a claim, O(n^2) a send).
+    # Rows locked by a branch but not kept by the final LIMIT are free again at commit.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
+            "WITH queued AS (SELECT d.id FROM sending_delivery d "
+            "WHERE d.campaign_id = %s AND d.state = 'queued' "
+            "ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED), "
+            "due AS (SELECT d.id FROM sending_delivery d "
+            "WHERE d.campaign_id = %s AND d.state = 'deferred' "
+            "AND d.next_attempt_at <= clock_timestamp() "
+            "ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED) "
             "UPDATE sending_delivery SET state = 'claimed', lease_token = %s, "
             "lease_expires_at = clock_timestamp() + make_interval(secs => %s), updated_at = now() "
-            "WHERE id IN (SELECT d.id FROM sending_delivery d "
-            "JOIN sending_campaignsend s ON s.campaign_id = d.campaign_id "
-            "WHERE d.campaign_id = %s AND NOT s.is_paused AND (d.state = 'queued' "
-            "OR (d.state = 'deferred' AND d.next_attempt_at <= clock_timestamp())) "
-            "ORDER BY d.id LIMIT %s FOR UPDATE OF d SKIP LOCKED) "
+            "WHERE id IN (SELECT id FROM (SELECT id FROM queued UNION ALL SELECT id FROM due) c "
+            "ORDER BY id LIMIT %s) "
+            "AND NOT (SELECT s.is_paused FROM sending_campaignsend s WHERE s.campaign_id = %s) "
             "RETURNING id, lease_expires_at",
-            [token, lease_seconds, campaign_id, limit],
+            [campaign_id, limit, campaign_id, limit, token, lease_seconds, limit, campaign_id],
         )
         rows = cursor.fetchall()
     if not rows:
@@ -269,21 +279,6 @@ def _outcome_fields(delivery: Delivery, outcome: Outcome, now: dt.datetime) -> d
     }
 
 
-def _attempt(delivery: Delivery, outcome: Outcome, state: str, now: dt.datetime):
-    return DeliveryAttempt(
-        workspace_id=delivery.workspace_id,
-        delivery_id=delivery.pk,
-        transport=outcome.transport,
-        remote_host=outcome.remote_host[:253],
-        smtp_code=outcome.smtp_code,
-        enhanced_code=outcome.enhanced_code[:12],
-        response=outcome.response[:1000],
-        outcome=state,
-        started_at=outcome.started_at or now,
-        finished_at=now,
-    )
-
-
 def delivery_record(*, delivery: Delivery, token: uuid.UUID, outcome: Outcome) -> bool:
     """Record a transport's outcome and its attempt together, if this lease still owns the
     in-flight row; False (and nothing written) when it does not."""
@@ -291,38 +286,46 @@ def delivery_record(*, delivery: Delivery, token: uuid.UUID, outcome: Outcome) -
 
 
 def deliveries_record(*, token: uuid.UUID, outcomes: list[tuple[Delivery, Outcome]]) -> set[int]:
-    """Record many outcomes of one lease in one transaction (one UPDATE, one INSERT): the
-    ids recorded. Rows this lease no longer owns in flight are left untouched."""
+    """Record many outcomes of one lease in one statement (the UPDATE and the attempts'
+    INSERT fed by its RETURNING): the ids recorded. Rows this lease no longer owns in
+    flight are left untouched, and get no attempt."""
     if not outcomes:
         return set()
     now = timezone.now()
-    rows = {delivery.pk: (delivery, outcome, _outcome_fields(delivery, outcome, now))
-            for delivery, outcome in outcomes}  # fmt: skip
-    values = [
-        (pk, f["state"], f["next_attempt_at"], f["last_response"], f["bounce_class"], f["sent_at"])
-        for pk, (_, _, f) in rows.items()
-    ]
-    placeholders = ", ".join(["(%s, %s, %s::timestamptz, %s, %s, %s::timestamptz)"] * len(values))
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE sending_delivery d SET state = v.state, lease_token = NULL, "  # noqa: S608
-                "lease_expires_at = NULL, next_attempt_at = v.next_attempt_at, "
-                "last_response = v.last_response, bounce_class = v.bounce_class, "
-                "sent_at = COALESCE(v.sent_at, d.sent_at), updated_at = %s "
-                f"FROM (VALUES {placeholders}) AS v(id, state, next_attempt_at, last_response, "
-                "bounce_class, sent_at) "
-                "WHERE d.id = v.id AND d.lease_token = %s AND d.state = 'in_flight' "
-                "RETURNING d.id",
-                [now, *(value for row in values for value in row), token],
+    values = []
+    for delivery, outcome in outcomes:
+        fields = _outcome_fields(delivery, outcome, now)
+        values.append(
+            (
+                delivery.pk, fields["state"], fields["next_attempt_at"], fields["last_response"],
+                fields["bounce_class"], fields["sent_at"], outcome.transport,
+                outcome.remote_host[:253], outcome.smtp_code, outcome.enhanced_code[:12],
+                outcome.response[:1000], outcome.started_at or now,
             )
-            recorded = {row[0] for row in cursor.fetchall()}
-        DeliveryAttempt.objects.bulk_create(
-            _attempt(delivery, outcome, fields["state"], now)
-            for pk, (delivery, outcome, fields) in rows.items()
-            if pk in recorded
+        )  # fmt: skip
+    placeholders = ", ".join(
+        ["(%s::bigint, %s, %s::timestamptz, %s, %s, %s::timestamptz, %s, %s, %s::smallint, "
+         "%s, %s, %s::timestamptz)"] * len(values)
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH v(id, state, next_attempt_at, last_response, bounce_class, sent_at, "  # noqa: S608
+            "transport, remote_host, smtp_code, enhanced_code, response, started_at) AS "
+            f"(VALUES {placeholders}), "
+            "updated AS (UPDATE sending_delivery d SET state = v.state, lease_token = NULL, "
+            "lease_expires_at = NULL, next_attempt_at = v.next_attempt_at, "
+            "last_response = v.last_response, bounce_class = v.bounce_class, "
+            "sent_at = COALESCE(v.sent_at, d.sent_at), updated_at = %s FROM v "
+            "WHERE d.id = v.id AND d.lease_token = %s AND d.state = 'in_flight' "
+            "RETURNING d.id, d.workspace_id) "
+            "INSERT INTO sending_deliveryattempt (workspace_id, delivery_id, transport, "
+            "remote_host, smtp_code, enhanced_code, response, outcome, started_at, finished_at) "
+            "SELECT u.workspace_id, u.id, v.transport, v.remote_host, v.smtp_code, "
+            "v.enhanced_code, v.response, v.state, v.started_at, %s "
+            "FROM updated u JOIN v ON v.id = u.id RETURNING delivery_id",
+            [*(value for row in values for value in row), now, token, now],
         )
-    return recorded
+        return {row[0] for row in cursor.fetchall()}
 
 
 def deliveries_fail_unsent(*, token: uuid.UUID, failures: list[tuple[Delivery, str]]) -> int:

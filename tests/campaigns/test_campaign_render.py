@@ -4,6 +4,7 @@ import email
 import email.policy
 import io
 import os
+import re
 import subprocess
 import sys
 from email.utils import parsedate_to_datetime
@@ -126,9 +127,11 @@ def test_out_writes_the_same_message_as_stdout(workspace, contact, tmp_path):
     from_file = _parse(out.read_bytes())
     from_stdout = _parse(_render(campaign.pk, contact=contact.email))
     assert from_file["Subject"] == from_stdout["Subject"]
-    assert from_file.get_body(("plain",)).get_content() == (
-        from_stdout.get_body(("plain",)).get_content()
-    )
+
+    def text(message) -> str:  # signed links carry the second they were made
+        return re.sub(r"/[upv]/[^\s)>\]]+", "/<token>", message.get_body(("plain",)).get_content())
+
+    assert text(from_file) == text(from_stdout)
 
 
 def test_stdout_gets_the_bytes_unchanged(workspace, contact, tmp_path):
