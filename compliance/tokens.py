@@ -52,7 +52,8 @@ def _signer(purpose: Purpose) -> signing.TimestampSigner:
     return signing.TimestampSigner(salt=f"compliance.tokens.{Purpose(purpose).value}")
 
 
-def _b36(number: int) -> str:
+def base36(number: int) -> str:
+    """A non-negative id in lower-case base 36: short, and safe where case is lost."""
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
@@ -74,7 +75,7 @@ def token_make(
     parts = [workspace_id, contact_id, campaign_id or 0, list_id or 0]
     if any(not isinstance(part, int) or part < 0 for part in parts) or min(parts[:2]) <= 0:
         raise ValueError("Token ids must be positive integers.")
-    return _signer(purpose).sign(".".join(_b36(part) for part in parts))
+    return _signer(purpose).sign(".".join(base36(part) for part in parts))
 
 
 def token_read(token: str, *, purpose: Purpose, max_age: int | None = None) -> TokenClaim | None:

@@ -19,9 +19,8 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.utils.encoding import punycode
 
 from sending.dkim import PreparedSigner
-from sending.domain_names import InvalidDomain, domain_normalize
 from sending.models import SendingDomain
-from sending.selectors import dkim_key_list_signing, sending_domain_for_from_address
+from sending.selectors import dkim_key_list_signing, sending_domain_signing_for
 from sending.transports import transport_for
 from sending.transports.base import Envelope, Result, TransportConfigError
 
@@ -48,26 +47,6 @@ def envelope_address(value: str) -> str:
     if not at or not local or not domain:
         raise ValueError(f"Invalid address {value!r}")
     return f"{local}@{punycode(domain)}"
-
-
-def _signing_domain(address: str) -> SendingDomain | None:
-    """The verified sending domain, of whichever workspace owns it, that address aligns with."""
-    _, _, host = address.rpartition("@")
-    try:
-        name = domain_normalize(host)
-    except InvalidDomain:
-        return None
-    labels = name.split(".")
-    names = [".".join(labels[i:]) for i in range(len(labels) - 1)]
-    owners = SendingDomain.objects.filter(
-        domain__in=names, status=SendingDomain.Status.VERIFIED
-    ).select_related("workspace")
-    # Alignment rules (relaxed or strict DMARC) stay the selector's: ask it per owner.
-    for owner in sorted(owners, key=lambda domain: len(domain.domain), reverse=True):
-        found = sending_domain_for_from_address(workspace=owner.workspace, address=address)
-        if found is not None:
-            return found
-    return None
 
 
 def _unique(addresses: Sequence[str]) -> list[str]:
@@ -102,7 +81,7 @@ class PlatformEmailBackend(BaseEmailBackend):
         if not recipients:
             return False
         from_address = envelope_address(message.extra_headers.get("From", message.from_email))
-        domain = _signing_domain(from_address)
+        domain = sending_domain_signing_for(from_address)
         data = self._serialise(message, from_address=from_address)
         if domain is not None:
             for signer in self._signers_for(domain):

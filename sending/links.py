@@ -21,6 +21,8 @@ from html import escape, unescape
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
+from compliance.tokens import base36
+
 CLICK_PATH = "/c/{token}"
 OPEN_PATH = "/o/{token}.gif"
 _CLICK_SALT = "sending.links.click"
@@ -56,18 +58,8 @@ def _verified(salt: str, value: str, mac_text: str) -> bool:
     return False
 
 
-def _b36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-        if not number:
-            return out
-
-
 def click_token(*, delivery_id: int, url: str) -> str:
-    value = f"{_b36(delivery_id)}.{_b64(url.encode())}"
+    value = f"{base36(delivery_id)}.{_b64(url.encode())}"
     return f"{value}.{_b64(_mac(_CLICK_SALT, value))}"
 
 
@@ -86,7 +78,7 @@ def click_read(token: str) -> tuple[int, str] | None:
 
 
 def open_token(*, delivery_id: int) -> str:
-    value = _b36(delivery_id)
+    value = base36(delivery_id)
     return f"{value}.{_b64(_mac(_OPEN_SALT, value))}"
 
 

@@ -187,3 +187,23 @@ def sending_domain_records(*, domain: SendingDomain) -> list[dict]:
         row["state"] = result.get("state", "pending")
         row["result"] = result
     return rows
+
+
+def sending_domain_signing_for(address: str) -> SendingDomain | None:
+    """The verified sending domain, of whichever workspace owns it, that address aligns with."""
+    _, _, host = address.rpartition("@")
+    try:
+        name = domain_normalize(host)
+    except InvalidDomain:
+        return None
+    labels = name.split(".")
+    names = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+    owners = SendingDomain.objects.filter(
+        domain__in=names, status=SendingDomain.Status.VERIFIED
+    ).select_related("workspace")
+    # Alignment rules (relaxed or strict DMARC) stay the selector's: ask it per owner.
+    for owner in sorted(owners, key=lambda domain: len(domain.domain), reverse=True):
+        found = sending_domain_for_from_address(workspace=owner.workspace, address=address)
+        if found is not None:
+            return found
+    return None

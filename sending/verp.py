@@ -21,20 +21,12 @@ import hmac
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
+from compliance.tokens import base36
+
 BOUNCES = "bounces"
 UNSUBSCRIBE = "unsubscribe"
 _SALT = "sending.verp"
 _MAC_BYTES = 10  # 16 base-32 characters: the local part stays well under 64 octets
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def _b36(number: int) -> str:
-    out = ""
-    while True:
-        number, rest = divmod(number, 36)
-        out = _DIGITS[rest] + out
-        if not number:
-            return out
 
 
 def _mac(local: str, value: str, secret: str | None = None) -> str:
@@ -46,7 +38,7 @@ def verp_token(*, delivery_id: int, local: str = BOUNCES) -> str:
     """The part after "+": the delivery and a MAC over it and the local part."""
     if not isinstance(delivery_id, int) or delivery_id <= 0:
         raise ValueError("A VERP token names a delivery by its positive id.")
-    value = _b36(delivery_id)
+    value = base36(delivery_id)
     return f"{value}.{_mac(local.lower(), value)}"
 
 

@@ -66,3 +66,11 @@ def publish(server: DnsServer, domain: SendingDomain, *, skip=(), **override) ->
             continue
         values = override.get(key, override.get(family, values))
         zone.setdefault(name, {})[rdtype] = values
+
+
+def dkim_dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
+    """dkimpy's key look-up, through the app's resolver (settings.DNS_RESOLVERS)."""
+    from sending.resolver import DnsClient
+
+    lookup = DnsClient().lookup(name.decode(), "TXT")
+    return b"".join(lookup.records[0].strings) if lookup.ok else None

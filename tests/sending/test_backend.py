@@ -17,11 +17,10 @@ from sending import outbox
 from sending.backends import PlatformEmailBackend, SystemMailDeferred, SystemMailRefused
 from sending.management.commands.smtp_sink import SinkHandler
 from sending.models import SendingDomain
-from sending.resolver import DnsClient
 from sending.services.domains import sending_domain_add, sending_domain_check
 from sending.transports import transports_close
 from tests.factories import WorkspaceFactory
-from tests.sending.conftest import publish
+from tests.sending.conftest import dkim_dnsfunc, publish
 
 pytestmark = pytest.mark.django_db
 
@@ -78,12 +77,6 @@ def sink(settings, tmp_path, free_port) -> Iterator[Sink]:
         controller.stop()
 
 
-def _dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-    """dkimpy's key look-up, through the app's resolver (the loopback DNS server)."""
-    lookup = DnsClient().lookup(name.decode(), "TXT")
-    return b"".join(lookup.records[0].strings) if lookup.ok else None
-
-
 def _verified_domain(dns_server, name: str = "news.example.com") -> SendingDomain:
     domain = sending_domain_add(workspace=WorkspaceFactory(), domain=name, acting_user=None)
     publish(dns_server, domain)
@@ -111,7 +104,7 @@ def test_system_mail_is_dkim_signed_for_a_verified_domain(sink, dns_server):
     assert message.subject == "Confirm your subscription"
     assert message.message["Message-ID"].endswith("@news.example.com>")
     verifier = dkimpy.DKIM(message.raw)
-    assert verifier.verify(idx=0, dnsfunc=_dnsfunc)
+    assert verifier.verify(idx=0, dnsfunc=dkim_dnsfunc)
     assert verifier.signature_fields[b"d"] == domain.domain.encode()
     assert verifier.signature_fields[b"c"] == b"relaxed/relaxed"
     # The outbox page reads the same verdict.

@@ -10,17 +10,11 @@ from django.core.management import call_command
 from campaigns.models import Campaign
 from campaigns.outgoing import campaign_message_bytes
 from sending import links
-from sending.resolver import DnsClient
 from sending.services.domains import sending_domain_add, sending_domain_check
 from tests.factories import ContactFactory, WorkspaceFactory
-from tests.sending.conftest import publish
+from tests.sending.conftest import dkim_dnsfunc, publish
 
 pytestmark = pytest.mark.django_db
-
-
-def _dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-    lookup = DnsClient().lookup(name.decode(), "TXT")
-    return b"".join(lookup.records[0].strings) if lookup.ok else None
 
 
 def test_render_of_a_verified_campaign_is_the_signed_wire_message(dns_server, settings, tmp_path):
@@ -43,7 +37,7 @@ def test_render_of_a_verified_campaign_is_the_signed_wire_message(dns_server, se
 
     raw = target.read_bytes()
     assert raw.startswith(b"Return-Path: <bounces+")
-    assert dkimpy.verify(raw.split(b"\r\n", 1)[1], dnsfunc=_dnsfunc)
+    assert dkimpy.verify(raw.split(b"\r\n", 1)[1], dnsfunc=dkim_dnsfunc)
     tracked = re.findall(rb"https://esp\.example/c/([A-Za-z0-9._-]+)", raw)
     assert tracked
     assert links.click_read(tracked[0].decode())[1] == "https://shop.example/"

@@ -10,11 +10,10 @@ from django.db import connection
 
 from sending.dkim import PreparedSigner, dkim_sign
 from sending.models import DkimKey
-from sending.resolver import DnsClient
 from sending.selectors import dkim_key_list_signing
 from sending.services.domains import dkim_key_add_ed25519, sending_domain_add, sending_domain_check
 from tests.factories import WorkspaceFactory
-from tests.sending.conftest import publish
+from tests.sending.conftest import dkim_dnsfunc, publish
 
 pytestmark = pytest.mark.django_db
 
@@ -30,12 +29,6 @@ def _message() -> bytes:
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content("Hello,\nour autumn sale starts today.\n")
     return message.as_bytes()
-
-
-def _dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-    """dkimpy's key look-up, through the app's resolver (settings.DNS_RESOLVERS)."""
-    lookup = DnsClient().lookup(name.decode(), "TXT")
-    return b"".join(lookup.records[0].strings) if lookup.ok else None
 
 
 def test_message_signed_with_generated_keys_verifies_with_dkimpy(dns_server):
@@ -64,13 +57,13 @@ def test_message_signed_with_generated_keys_verifies_with_dkimpy(dns_server):
 
     verifier = dkimpy.DKIM(signed)
     # Signatures are prepended, so index 0 is the last one added (Ed25519).
-    assert verifier.verify(idx=0, dnsfunc=_dnsfunc)
-    assert verifier.verify(idx=1, dnsfunc=_dnsfunc)
+    assert verifier.verify(idx=0, dnsfunc=dkim_dnsfunc)
+    assert verifier.verify(idx=1, dnsfunc=dkim_dnsfunc)
     # The RSA record is over 255 characters: it came in several strings, over TCP.
     assert dns_server.queries_for(f"esp1._domainkey.{domain.domain}", "TXT") >= 2
 
     tampered = signed.replace(b"autumn sale starts", b"winter sale starts")
-    assert not dkimpy.verify(tampered, dnsfunc=_dnsfunc)
+    assert not dkimpy.verify(tampered, dnsfunc=dkim_dnsfunc)
 
 
 def test_signature_fails_when_dns_publishes_another_key(dns_server):
@@ -91,7 +84,7 @@ def test_signature_fails_when_dns_publishes_another_key(dns_server):
         )
         + _message()
     )
-    assert not dkimpy.DKIM(signed).verify(dnsfunc=_dnsfunc)
+    assert not dkimpy.DKIM(signed).verify(dnsfunc=dkim_dnsfunc)
 
 
 def test_private_keys_are_encrypted_at_rest():
@@ -130,8 +123,8 @@ def test_prepared_signer_signatures_verify_with_dkimpy_and_cover_one_click_heade
         for signer in signers:
             signed = signer.sign(signed) + signed
         verifier = dkimpy.DKIM(signed)
-        assert verifier.verify(idx=0, dnsfunc=_dnsfunc)
-        assert verifier.verify(idx=1, dnsfunc=_dnsfunc)  # RSA, the first signer
+        assert verifier.verify(idx=0, dnsfunc=dkim_dnsfunc)
+        assert verifier.verify(idx=1, dnsfunc=dkim_dnsfunc)  # RSA, the first signer
         tags = verifier.signature_fields
         assert tags[b"a"] == b"rsa-sha256"
         assert tags[b"c"] == b"relaxed/relaxed"
@@ -141,4 +134,4 @@ def test_prepared_signer_signatures_verify_with_dkimpy_and_cover_one_click_heade
         )
 
     tampered = signed.replace(b"List-Unsubscribe: <https", b"List-Unsubscribe: <http")
-    assert not dkimpy.DKIM(tampered).verify(idx=1, dnsfunc=_dnsfunc)
+    assert not dkimpy.DKIM(tampered).verify(idx=1, dnsfunc=dkim_dnsfunc)

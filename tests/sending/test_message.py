@@ -21,10 +21,9 @@ from compliance.tokens import Purpose, token_read
 from sending import links, verp
 from sending.message import BuildError, CampaignMessageBuilder
 from sending.models import SendingDomain
-from sending.resolver import DnsClient
 from sending.services.domains import dkim_key_add_ed25519, sending_domain_add, sending_domain_check
 from tests.factories import ContactFactory
-from tests.sending.conftest import publish
+from tests.sending.conftest import dkim_dnsfunc, publish
 
 pytestmark = pytest.mark.django_db
 
@@ -36,12 +35,6 @@ BODY = (
     '<p><a href="{{ web_version_url }}">View in your browser</a></p>\n'
     '<p><a href="mailto:help@shop.example">Write to us</a></p>'
 )
-
-
-def _dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-    """dkimpy's key look-up, through the app's resolver (settings.DNS_RESOLVERS)."""
-    lookup = DnsClient().lookup(name.decode(), "TXT")
-    return b"".join(lookup.records[0].strings) if lookup.ok else None
 
 
 @pytest.fixture
@@ -87,7 +80,7 @@ def _builder(campaign, **options) -> CampaignMessageBuilder:
 def _verifies(raw: bytes, idx: int) -> bool:
     """dkimpy's verdict on the signature at idx (it raises for a body hash mismatch)."""
     try:
-        return dkimpy.DKIM(raw).verify(idx=idx, dnsfunc=_dnsfunc)
+        return dkimpy.DKIM(raw).verify(idx=idx, dnsfunc=dkim_dnsfunc)
     except dkimpy.DKIMException:
         return False
 
@@ -290,9 +283,9 @@ def test_rsa_and_ed25519_signatures_verify_and_cover_the_one_click_headers(campa
     assert raw.startswith(b"DKIM-Signature:")
 
     verifier = dkimpy.DKIM(raw)
-    assert verifier.verify(idx=0, dnsfunc=_dnsfunc)  # Ed25519, added last, on top
+    assert verifier.verify(idx=0, dnsfunc=dkim_dnsfunc)  # Ed25519, added last, on top
     assert verifier.signature_fields[b"a"] == b"ed25519-sha256"
-    assert verifier.verify(idx=1, dnsfunc=_dnsfunc)
+    assert verifier.verify(idx=1, dnsfunc=dkim_dnsfunc)
     tags = verifier.signature_fields
     assert tags[b"a"] == b"rsa-sha256"
     assert tags[b"c"] == b"relaxed/relaxed"
@@ -330,7 +323,7 @@ def test_eai_recipient_is_written_in_utf8_never_as_an_encoded_word(campaign, wor
     assert message["To"].addresses[0].addr_spec == "zoë@example.org"
     assert message["Subject"] == "News for Zoë"  # a non-ASCII subject is RFC 2047-encoded
     assert b"Subject: =?utf-8?b?" in envelope.message
-    assert dkimpy.DKIM(envelope.message).verify(idx=1, dnsfunc=_dnsfunc)
+    assert dkimpy.DKIM(envelope.message).verify(idx=1, dnsfunc=dkim_dnsfunc)
 
 
 def test_variant_gets_its_own_subject_and_body(campaign, contact, workspace):
@@ -396,7 +389,7 @@ def test_long_and_non_ascii_header_values_fold_and_read_back(campaign, contact, 
     assert message["From"].addresses[0].display_name == campaign.from_name
     assert message["List-Id"].startswith('Herbst "Spezial": Äpfel')
     assert message.defects == []
-    assert dkimpy.DKIM(envelope.message).verify(idx=1, dnsfunc=_dnsfunc)
+    assert dkimpy.DKIM(envelope.message).verify(idx=1, dnsfunc=dkim_dnsfunc)
 
 
 def test_build_makes_no_query_and_takes_a_given_message_id(

@@ -25,11 +25,10 @@ from sending.pipeline import (
     campaigns_start_due,
     chunk_send,
 )
-from sending.resolver import DnsClient
 from sending.services.domains import sending_domain_add, sending_domain_check
 from sending.transports import transports_close
 from tests.factories import ContactListFactory, WorkspaceFactory
-from tests.sending.conftest import publish
+from tests.sending.conftest import dkim_dnsfunc, publish
 from tests.sending.sinks import FaultySink
 
 pytestmark = pytest.mark.django_db
@@ -123,11 +122,6 @@ def campaign_factory(dns_server, settings):
     return make
 
 
-def _dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-    lookup = DnsClient().lookup(name.decode(), "TXT")
-    return b"".join(lookup.records[0].strings) if lookup.ok else None
-
-
 def _drain(campaign: Campaign, limit: int = 200) -> None:
     while chunk_send(campaign_id=campaign.pk, limit=limit) is not None:
         pass
@@ -150,7 +144,7 @@ def test_a_campaign_reaches_each_recipient_once_signed_tracked_and_unsubscribabl
 
     mail_from, rcpt, raw = sink.received[17]
     assert b"\r\n" in raw
-    assert dkimpy.verify(raw, dnsfunc=_dnsfunc)
+    assert dkimpy.verify(raw, dnsfunc=dkim_dnsfunc)
     message = message_from_bytes(raw, policy=policy.default)
     delivery = Delivery.objects.get(campaign=campaign, address=rcpt)
     for header in ("Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID"):
@@ -179,7 +173,7 @@ def test_every_message_verifies_with_dkimpy(campaign_factory, sink):
     campaigns_start_due()
     _drain(campaign, limit=50)
     assert len(sink.received) == 120
-    assert all(dkimpy.verify(raw, dnsfunc=_dnsfunc) for _, _, raw in sink.received)
+    assert all(dkimpy.verify(raw, dnsfunc=dkim_dnsfunc) for _, _, raw in sink.received)
 
 
 def test_recipients_unsubscribed_mid_send_receive_nothing_after(campaign_factory, sink, client):
