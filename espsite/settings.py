@@ -350,6 +350,38 @@ SENDING_ANYMAIL_BACKEND = env_str("SENDING_ANYMAIL_BACKEND")
 # The sender id that closes every Feedback-ID header (Gmail's complaint-rate grouping).
 SENDING_FEEDBACK_ID_SENDER = env_str("SENDING_FEEDBACK_ID_SENDER", "esp")
 DMARC_REPORT_ADDRESS = env_str("DMARC_REPORT_ADDRESS")
+
+# Feedback intake. The inbound listener (`manage.py mailin`) takes mail for the return-path
+# hosts of sending domains, for MAILIN_FBL_ADDRESSES (the address mailbox providers'
+# feedback loops send ARF complaints to) and for the List-Unsubscribe `mailto:` addresses.
+MAILIN_HOST = env_str("MAILIN_HOST", "127.0.0.1")
+MAILIN_PORT = env_int("MAILIN_PORT", 2526)
+MAILIN_MAX_MESSAGE_BYTES = env_int("MAILIN_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
+MAILIN_MAX_CONNECTIONS = env_int("MAILIN_MAX_CONNECTIONS", 100)
+MAILIN_FBL_ADDRESSES = env_list("MAILIN_FBL_ADDRESSES") or [f"fbl@{SENDING_INBOUND_HOST}"]
+# Received messages not processed after this long are handed to a task again (a lost
+# enqueue); raw inbound mail is deleted after INBOUND_RETENTION_DAYS.
+INBOUND_SWEEP_SECONDS = env_int("INBOUND_SWEEP_SECONDS", 60)
+INBOUND_RETENTION_DAYS = env_int("INBOUND_RETENTION_DAYS", 30)
+# An address that soft-bounces this many times within this many days is suppressed.
+FEEDBACK_SOFT_BOUNCE_LIMIT = env_int("FEEDBACK_SOFT_BOUNCE_LIMIT", 3)
+FEEDBACK_SOFT_BOUNCE_DAYS = env_int("FEEDBACK_SOFT_BOUNCE_DAYS", 14)
+# ESP webhooks (django-anymail): "user:password" for the basic authentication anymail
+# requires on its webhook URLs; each ESP's own signing key goes into ANYMAIL as anymail
+# documents (e.g. ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY).
+ANYMAIL = {
+    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET") or None,
+    **{
+        name: env_str(f"ANYMAIL_{name}")
+        for name in (
+            "MAILGUN_WEBHOOK_SIGNING_KEY",
+            "POSTMARK_SERVER_TOKEN",
+            "SENDGRID_API_KEY",
+            "MAILGUN_API_KEY",
+        )
+        if env_str(f"ANYMAIL_{name}")
+    },
+}
 DKIM_ROTATION_GRACE_DAYS = env_int("DKIM_ROTATION_GRACE_DAYS", 7)
 
 # Public signup forms: submissions allowed per client IP per window (against list bombing),
@@ -400,5 +432,6 @@ GLOBAL_MODELS = [
     "sending.SendingIp",
     "sending.DnsblZone",
     "sending.DnsblListing",
+    "sending.InboundMessage",  # its workspace is known only once a delivery matches
     "contacts.Suppression",  # per workspace, or platform-wide when workspace is empty
 ]

@@ -107,3 +107,11 @@ def deliveries_sweep_task() -> dict:
     for campaign_id in finished:
         campaign_finish_if_done(campaign_id=campaign_id)
     return {**swept, "restarted": len(stalled)}
+
+
+@shared_task(acks_late=True)
+def inbound_process_task(inbound_id: int) -> str:
+    """Read one stored inbound message and act on it (bounce, complaint, unsubscribe)."""
+    from sending.services.feedback import inbound_process
+
+    return inbound_process(inbound_id=inbound_id).status

@@ -1,5 +1,6 @@
 from sending.models.deliveries import CampaignSend, Delivery, DeliveryAttempt
 from sending.models.dnsbl import DnsblListing, DnsblZone
+from sending.models.feedback import FeedbackEvent, InboundMessage
 from sending.models.domains import DkimKey, DomainCheck, RecordState, SendingDomain
 from sending.models.ips import IpPool, SendingIp, WorkspacePool
 
@@ -11,6 +12,8 @@ __all__ = [
     "DnsblListing",
     "DnsblZone",
     "DomainCheck",
+    "FeedbackEvent",
+    "InboundMessage",
     "IpPool",
     "RecordState",
     "SendingDomain",

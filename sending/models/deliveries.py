@@ -59,6 +59,7 @@ class Delivery(WorkspaceOwned):
         HARD = "hard", "Hard"
         SOFT = "soft", "Soft"
         BLOCK = "block", "Block"
+        UNKNOWN = "unknown", "Unknown"
 
     # States in which the delivery may still produce a message.
     OPEN_STATES = ("holding", "queued", "claimed", "in_flight", "deferred")
@@ -79,11 +80,13 @@ class Delivery(WorkspaceOwned):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempt_count = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    bounce_class = models.CharField(max_length=5, choices=BounceClass.choices, blank=True)
+    bounce_class = models.CharField(max_length=7, choices=BounceClass.choices, blank=True)
     last_response = models.CharField(max_length=500, blank=True)
     message_id = models.CharField(max_length=250, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     sent_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -127,6 +130,12 @@ class Delivery(WorkspaceOwned):
                 fields=["next_attempt_at"],
                 name="sending_delivery_deferred_idx",
                 condition=models.Q(state="deferred"),
+            ),
+            # A complaint that lost its VERP address is matched by the original Message-ID.
+            models.Index(
+                fields=["message_id"],
+                name="sending_delivery_msgid_idx",
+                condition=~models.Q(message_id=""),
             ),
             models.Index(
                 fields=["lease_expires_at"],
