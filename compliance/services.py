@@ -6,12 +6,15 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.errors import ApplicationError
+from accounts.models import Workspace
 from contacts.models import ConsentRecord, Contact, ContactList, Subscription, Suppression
 from contacts.services.subscriptions import subscription_subscribe, subscription_unsubscribe
-from contacts.services.suppressions import suppression_add
+from contacts.services.suppressions import REMOVABLE_REASONS, suppression_add
+from contacts.suppressions import address_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,68 @@ def contact_unsubscribe_by_link(
             acting_user=None,
         )
     return left
+
+
+@transaction.atomic
+def contact_complaint_record(
+    *,
+    workspace: Workspace,
+    address: str,
+    contact: Contact | None,
+    campaign_id: int | None,
+    source: str,
+) -> Suppression:
+    """A spam complaint: the contact leaves every list (consent records naming the
+    campaign), is marked complained, and the address is suppressed for good at once, even
+    when the contact is gone. Idempotent: a second call changes and audits nothing."""
+    left: list[ContactList] = []
+    status_changed = False
+    if contact is not None:
+        contact = Contact.objects.select_for_update().filter(pk=contact.pk).first()
+    if contact is not None:
+        for each in _active_lists(contact):
+            subscription_unsubscribe(
+                contact=contact,
+                contact_list=each,
+                method=METHOD,
+                source=source,
+                campaign_id=campaign_id,
+            )
+            left.append(each)
+        if contact.status != Contact.Status.COMPLAINED:
+            contact.status = Contact.Status.COMPLAINED
+            contact.updated_at = timezone.now()
+            contact.save(update_fields=["status", "updated_at"])
+            status_changed = True
+    was_suppressed = Suppression.objects.filter(
+        workspace=workspace, address_hash__in=address_hashes(address)
+    ).exists()
+    suppression = suppression_add(
+        workspace=workspace,
+        email=address,
+        reason=Suppression.Reason.COMPLAINT,
+        source=source,
+        acting_user=None,
+    )
+    reason_changed = suppression.reason in REMOVABLE_REASONS
+    if reason_changed:
+        # A marketer may lift an unsubscribe or a bounce suppression, never a complaint.
+        suppression.reason, suppression.source = Suppression.Reason.COMPLAINT, source[:300]
+        suppression.save(update_fields=["reason", "source"])
+    if left or status_changed or reason_changed or not was_suppressed:
+        audit_record(
+            workspace=workspace,
+            actor=None,
+            verb="contact.complained",
+            target=contact if contact is not None else suppression,
+            details={
+                "email": address,
+                "lists": [each.pk for each in left],
+                "campaign_id": campaign_id,
+                "source": source,
+            },
+        )
+    return suppression
 
 
 @transaction.atomic

@@ -23,6 +23,7 @@ from contacts.models import (
     Suppression,
 )
 from contacts.suppressions import address_hashes
+from contacts.timeline import TimelineEvent, timeline_sources
 
 PAGE_SIZE = 50
 # Counting a million matches costs more than the page itself: above this, "10,000+".
@@ -230,19 +231,11 @@ def contact_consent_records(*, contact: Contact) -> QuerySet[ConsentRecord]:
     )
 
 
-@dataclass
-class TimelineEvent:
-    at: dt.datetime
-    kind: str
-    title: str
-    detail: str = ""
-
-
 def contact_timeline(
     *, contact: Contact, consent_records: list[ConsentRecord]
 ) -> list[TimelineEvent]:
-    """What happened to a contact, newest first: creation and consent changes for now;
-    sending and tracking facts join here as later issues add them."""
+    """What happened to a contact, newest first: creation, consent changes and what the
+    sources higher apps registered in contacts.timeline add (sends, bounces, complaints)."""
     events = [TimelineEvent(at=contact.created_at, kind="created", title="Contact created")]
     for record in consent_records:
         where = record.contact_list.name if record.contact_list else record.purpose or "consent"
@@ -261,6 +254,8 @@ def contact_timeline(
     ):
         if value:
             events.append(TimelineEvent(at=value, kind="engagement", title=label))
+    for source in timeline_sources:
+        events.extend(source(contact))
     return sorted(events, key=lambda event: event.at, reverse=True)
 
 

@@ -55,6 +55,7 @@ def _apply_django_limits(sender: Celery, **kwargs) -> None:
     sender.conf.beat_schedule["deliveries-sweep"]["schedule"] = float(
         settings.DELIVERY_SWEEP_SECONDS
     )
+    sender.conf.beat_schedule["inbound-sweep"]["schedule"] = float(settings.INBOUND_SWEEP_SECONDS)
 
 
 # Every periodic task of the platform, declared here and nowhere else.
@@ -66,6 +67,11 @@ app.conf.beat_schedule = {
     "deliveries-sweep": {
         "task": "sending.tasks.deliveries_sweep_task",
         "schedule": 60.0,  # DELIVERY_SWEEP_SECONDS, applied below
+    },
+    # Inbound mail (bounces, complaints) stored but not processed: handed to a task again.
+    "inbound-sweep": {
+        "task": "sending.tasks.inbound_sweep_task",
+        "schedule": 60.0,  # INBOUND_SWEEP_SECONDS, applied below
     },
     "worker-heartbeat-cleanup": {
         "task": "espsite.tasks.heartbeat_prune_task",

@@ -1,11 +1,16 @@
+import json
+
 from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET
 
+from accounts.errors import ApplicationError
 from sending import outbox
 from sending.models import (
     CampaignSend,
@@ -14,6 +19,8 @@ from sending.models import (
     DkimKey,
     DnsblListing,
     DnsblZone,
+    FeedbackEvent,
+    InboundMessage,
     IpPool,
     SendingDomain,
     SendingIp,
@@ -268,3 +275,123 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_select_related = ["campaign"]
     show_full_result_count = False  # millions of rows: no COUNT(*) per page
     inlines = [DeliveryAttemptInline]
+
+
+# --- What came back: stored inbound mail and the feedback events read from it ------------
+
+# The raw message is shown as text, up to this many bytes: enough to read a DSN's parts.
+RAW_SHOWN_BYTES = 64 * 1024
+
+
+class InboundStatusFilter(admin.SimpleListFilter):
+    """Opens on the messages that need a look (not understood, or failed); "All" shows all."""
+
+    title = "status"
+    parameter_name = "status"
+    REVIEW = ("unparsed", "failed")
+
+    def lookups(self, request, model_admin):
+        return [("review", "To review (not understood, failed)"), *InboundMessage.Status.choices,
+                ("all", "All")]  # fmt: skip
+
+    def choices(self, changelist):
+        current = self.value() or "review"
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": current == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or "review"
+        if value == "review":
+            return queryset.filter(status__in=self.REVIEW)
+        if value in InboundMessage.Status.values:
+            return queryset.filter(status=value)
+        return queryset
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(ReadOnlyAdmin):
+    """The operators' review list of inbound mail: what the parser did not understand."""
+
+    list_display = ["received_at", "mail_from", "recipient_list", "size", "status", "kind", "error"]
+    list_filter = [InboundStatusFilter, "kind"]
+    search_fields = ["mail_from"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    fields = [
+        "received_at", "status", "kind", "error", "attempt_count", "processed_at", "peer", "helo",
+        "mail_from", "recipients", "size", "workspace", "delivery", "parser_summary",
+        "raw_message",
+    ]  # fmt: skip
+    readonly_fields = fields
+    actions = ["process_again", "mark_ignored"]
+
+    def get_queryset(self, request):
+        # The list never loads the raw bytes (up to MAILIN_MAX_MESSAGE_BYTES per row).
+        queryset = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+            queryset = queryset.defer("raw", "summary")
+        return queryset
+
+    @admin.display(description="Recipients")
+    def recipient_list(self, obj: InboundMessage) -> str:
+        return ", ".join(obj.recipients or [])
+
+    @admin.display(description="What the parser read")
+    def parser_summary(self, obj: InboundMessage) -> str:
+        if not obj.summary:
+            return "—"
+        return format_html(
+            '<pre class="inbound-summary">{}</pre>',
+            json.dumps(obj.summary, indent=2, ensure_ascii=False, sort_keys=True),
+        )
+
+    @admin.display(description="Raw message (as text, never rendered)")
+    def raw_message(self, obj: InboundMessage) -> str:
+        raw = bytes(obj.raw or b"")
+        text = raw[:RAW_SHOWN_BYTES].decode("utf-8", errors="replace")
+        cut = len(raw) - RAW_SHOWN_BYTES
+        note = f"\n… {cut} more bytes not shown" if cut > 0 else ""
+        return format_html('<pre class="inbound-raw">{}{}</pre>', text, note)
+
+    @admin.action(description="Process again")
+    def process_again(self, request, queryset):
+        # Written beside the inbound listener: parse again and act, as on arrival.
+        from sending.services.inbound import inbound_reprocess
+
+        done, failed = 0, []
+        for pk in queryset.values_list("pk", flat=True):
+            inbound = InboundMessage.objects.get(pk=pk)
+            try:
+                inbound_reprocess(inbound=inbound, acting_user=request.user)
+            except ApplicationError as error:
+                failed.append(f"#{inbound.pk}: {error.message}")
+            else:
+                done += 1
+        self.message_user(request, f"Processed {done} message(s) again.", messages.SUCCESS)
+        for problem in failed:
+            self.message_user(request, problem, messages.ERROR)
+
+    @admin.action(description="Mark ignored")
+    def mark_ignored(self, request, queryset):
+        count = queryset.exclude(status=InboundMessage.Status.IGNORED).update(
+            status=InboundMessage.Status.IGNORED, processed_at=timezone.now()
+        )
+        self.message_user(request, f"Marked {count} message(s) ignored.", messages.SUCCESS)
+
+
+@admin.register(FeedbackEvent)
+class FeedbackEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "occurred_at", "kind", "bounce_class", "address", "status", "diagnostic", "remote_mta",
+        "source", "workspace",
+    ]  # fmt: skip
+    list_filter = ["kind", "bounce_class", "source"]
+    search_fields = ["address", "diagnostic", "remote_mta", "sending_domain"]
+    list_select_related = ["workspace"]
+    raw_id_fields = ["delivery", "inbound_message"]
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False

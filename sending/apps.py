@@ -27,6 +27,12 @@ class SendingConfig(AppConfig):
         )
         dashboard_panels.register("sending:dashboard_panel")
 
+        from anymail.signals import tracking
+
+        from sending.webhooks import tracking_received
+
+        tracking.connect(tracking_received, dispatch_uid="sending.webhooks.tracking_received")
+
         from campaigns.senders import register_sender_domain_lookup
         from sending.selectors import sending_domain_for_from_address
 
@@ -35,6 +41,11 @@ class SendingConfig(AppConfig):
         from campaigns.panels import campaign_panels
 
         campaign_panels.register("sending:campaign_progress")
+
+        from contacts.timeline import timeline_sources
+        from sending.selectors import contact_delivery_timeline
+
+        timeline_sources.register(contact_delivery_timeline)
 
         from campaigns import outgoing
         from sending.message import campaign_render_bytes

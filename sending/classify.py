@@ -26,15 +26,36 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-HARD, SOFT, BLOCK = "hard", "soft", "block"
+HARD, SOFT, BLOCK, UNKNOWN = "hard", "soft", "block", "unknown"
 
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
+
+
+_REPLY_CODE = re.compile(r"(?<![\w.#:/-])([245]\d\d)(?=[ -]|$)(?!-\d)")
 
 
 def enhanced_code_of(text: str) -> str:
     """The first RFC 3463 enhanced status code in a reply text ("5.1.1"), or ""."""
     match = _ENHANCED.search(text or "")
     return ".".join(match.groups()) if match else ""
+
+
+def status_refined(status: str, text: str) -> str:
+    """The most specific enhanced code for a status and the text that explains it.
+
+    A generic status ("5.0.0", or a "5.1.0" wrapping the remote's "5.1.1", as IronPort and
+    Exchange write) gives way to the first code of the text that refines it; an absent
+    status is the text's first code.
+    """
+    codes = [".".join(match.groups()) for match in _ENHANCED.finditer(text or "")]
+    if not status:
+        return codes[0] if codes else ""
+    if status.endswith(".0.0"):
+        return next((code for code in codes if not code.endswith(".0.0")), status)
+    if status.endswith(".0"):
+        prefix = status[:-1]
+        return next((code for code in codes if code.startswith(prefix) and code != status), status)
+    return status
 
 
 @dataclass(frozen=True)
@@ -84,8 +105,10 @@ RULES: list[Rule] = [
         BLOCK,
         pattern=(
             r"spamhaus|spamcop|barracuda|sorbs|surbl|uribl|\bblock ?list|\bblack ?list"
-            r"|\b(?:block|black)listed|\brbl\b|\bdnsbl|\blisted (?:at|on|in|by)\b"
-            r"|\bS3150\b|\bS3140\b|banned sending ip"
+            r"|\b(?:block|black)listed|\brbl\b|\bdnsbl|(?<!not )\blisted (?:at|on|in|by)\b"
+            r"|cbl\.abuseat|uceprotect|\bpsbl\b|\bivmSIP|\bbarracudacentral"
+            r"|\bS3150\b|\bS3140\b|banned sending ip|dnsbl-lookup|spamcop\.net/bl"
+            r"|\(BL\)|\[BL\d\d\]"
         ),
     ),
     Rule(
@@ -94,6 +117,10 @@ RULES: list[Rule] = [
         pattern=(
             r"reputation|\bsender score|\bTSS\d\d|\bcomplaints?\b|unexpected volume"
             r"|rate limit|too many (?:messages|connections)|sending rate|receiving mail at a rate"
+            r"|\brate[- ]limited|\bthrottl|too many (?!hops\b|messages (?:on|in) )\w+|\bTS0\d\b"
+            r"|temporarily (?:deferred|rate|limited)|\btoo (?:fast|frequent)"
+            r"|(?:daily|hourly) (?:relay |sending |message )?(?:quota|limit)"
+            r"|(?:relay|sending) (?:quota|limit) (?:reached|exceeded)"
         ),
     ),
     Rule(
@@ -101,14 +128,14 @@ RULES: list[Rule] = [
         BLOCK,
         pattern=(
             r"\bspam|unsolicited|\bbulk mail|\bcontent (?:rejected|filter)|message content"
-            r"|\bvirus|malware|phish|suspicious"
+            r"|\bvirus|malware|phish|suspicious|\buce\b|junk ?mail|looks like spammer"
         ),
     ),
     Rule(
         "authentication",
         BLOCK,
         pattern=r"\bdmarc\b|\bspf\b|\bdkim\b|unauthenticated|not authenticated"
-        r"|authentication (?:required|failed)",
+        r"|sender policy framework|authentication (?:required|failed)",
     ),
     Rule(
         "sender or relay refused",
@@ -119,12 +146,21 @@ RULES: list[Rule] = [
             r"|relay(?:ing)? (?:access )?(?:denied|not permitted|not allowed)"
             r"|unable to relay|not permitted to relay|client host rejected|reverse dns"
             r"|\bptr\b|\brdns\b|\bhelo\b|\behlo\b|not allowed to send"
+            r"|sender (?:e-?mail )?address (?:is )?rejected"
+            r"|bogus mail from|null sender|empty envelope sender|unroutable sender|\bbatv\b"
+            r"|sender not pre-approved|sender is spammer|mail from not owned|third-party dsns"
+            r"|sender domain (?:is empty|must exist|not found)|backscatter|we do not relay"
+            r"|cannot resolve your (?:address|hostname)|cannot find your hostname"
+            r"|may not be mail exchanger|dynamic ip|generic dns|open proxy|confirm this mail server"
+            r"|not currently accepting mail from your ip|ip name lookup failed|\bgo away\b"
         ),
     ),
     Rule(
         "policy",
         BLOCK,
-        pattern=r"\bpolic(?:y|ies)\b|\bblocked\b|\bprohibited\b|administrative prohibition",
+        pattern=r"\bpolic(?:y|ies)\b|\bblocked\b|\bprohibited\b|administrative prohibition"
+        r"|recipient preferences|not accepting (?:any )?mail|only accepting mail from"
+        r"|refused to receive|user reject",
     ),
     # --- soft: the mailbox exists but cannot take this message now -------------------------
     Rule(
@@ -134,7 +170,14 @@ RULES: list[Rule] = [
             r"mailbox (?:is )?full|over ?quota|quota (?:exceeded|full)"
             r"|exceed\w* (?:the |its |his )?(?:storage|quota)|insufficient (?:system )?storage"
             r"|out of storage"
-            r"|mailbox size limit|storage (?:space|limit)"
+            r"|mailbox size limit|storage (?:space|limit)|not enough (?:disk |storage )?space"
+            r"|over (?:the |their |his |her |its |allowed |storage |disk )*quota"
+            r"|(?:mail ?box|inbox|account|disk|mail ?folder)\b[^.\n]{0,30}"
+            r"\b(?:is full|full\b|quota)"
+            r"|quota\b[^.\n]{0,20}\b(?:exceed|reached|full|violation)|full mailbox"
+            r"|\bmailbox\b[^.]{0,15}exceed|exceed\w*[^.\n]{0,30}\b(?:storage|quota)\b"
+            r"|\bdisc quota|enough space|space has been used up|exceeding receiving limits"
+            r"|too many messages (?:on|in) "
         ),
     ),
     Rule(
@@ -142,10 +185,16 @@ RULES: list[Rule] = [
         SOFT,
         pattern=(
             r"message (?:size )?(?:too (?:big|large)|exceeds)|size (?:limit|exceeds)"
-            r"|too much mail data|message length exceeds|exceeds (?:the )?maximum"
+            r"|too much mail data|message length exceeds|exceeds (?:the )?maximum|too large"
         ),
     ),
     Rule("mail loop", SOFT, pattern=r"mail loop|loop detected|too many hops|hop count"),
+    Rule(
+        "temporary dns failure",
+        SOFT,
+        pattern=r"host not found, try again|temporary (?:dns|lookup|name ?server) (?:failure|error)"
+        r"|dns (?:lookup )?(?:timeout|temporary)|\bservfail\b",
+    ),
     # --- hard: the address or the domain does not exist ------------------------------------
     Rule(
         "mailbox unknown",
@@ -158,7 +207,31 @@ RULES: list[Rule] = [
             r"|no mailbox|doesn'?t have an? [\w.-]+ account|unknown or illegal alias"
             r"|(?:account|mailbox|user|address)\b[^.]{0,40}\bdisabled"
             r"|(?:mailbox|account) (?:is )?(?:inactive|no longer (?:active|available))"
-            r"|RecipientNotFound"
+            r"|recip\w*notfound|unknown (?:local[- ]part|mailbox|address|account)"
+            r"|no account (?:by|for)"
+            r"|no such (?:person|account)|not a known user|\bnot exists?\b|\binactive\b"
+            r"|(?:account|mailbox|address|user|recipient)\b[^.\n]{0,40}\b(?:deactivated|suspended"
+            r"|terminated|deleted|discontinued|no longer)"
+            r"|(?:account|mailbox) (?:has been |is |was )?(?:closed|expired)"
+            r"|(?:address|account|mailbox) (?:couldn't|could not|can't|cannot) be found"
+            r"|this address no longer accepts mail|invalid (?:e-?mail )?(?:user|account)\b"
+            r"|bad (?:destination )?(?:mailbox|recipient)|recipient (?:is )?(?:not local|invalid)"
+            r"|destination addresses? (?:were|was|is) unknown|not our customer"
+            r"|user (?:is )?not (?:found|listed|here|known|registered)|no valid recipients?"
+            r"|not listed in (?:the )?(?:public|domino|address|directory)"
+            r"|address (?:is )?(?:invalid|not valid|not present)|can'?t accept user"
+            r"|not a valid user|not a local address|not an active address|mailbox (?:is )?invalid"
+            r"|no mail ?box (?:available|found|by that name|here)|no such (?:address|person)"
+            r"|recipient (?:does not exist|not exist|not ok|is not accepted)|badrcptto"
+            r"|badrecipientto|validrcptto|envelope recipient has been denied|no one at this address"
+            r"|(?:wrong|no longer valid)\b[^.\n]{0,20}address|address\b[^.\n]{0,20}no longer valid"
+            r"|missing home directory|user not (?:active|exist)|utilisateur inconnu"
+            r"|nessun utente|no existe (?:dicha persona|ese usuario)|unknown virtual user"
+            r"|non-?existent user|unknown e-?mail address|user \S+ (?:was not found|unknown)"
+            r"|\bis (?:currently )?suspended|deactivated mailbox|mailbox is frozen|user suspended"
+            r"|(?:recipient|user|account|address) \S+ (?:was )?not found"
+            # Postfix access maps and Microsoft 365 refuse unknown recipients this way
+            r"|recipient address rejected: access denied"
         ),
     ),
     Rule(
@@ -167,6 +240,14 @@ RULES: list[Rule] = [
         pattern=(
             r"no such domain|domain (?:name )?(?:not found|does ?n[o']t exist)"
             r"|host or domain name not found|unrouteable|unroutable|null mx"
+            r"|host not found|name service error|\bunknown host|host unknown|no such host"
+            r"|domain (?:is )?(?:invalid|unknown)|\bno (?:mx|mail exchangers?)\b(?! record for)"
+            r"|\bnxdomain\b|non-?existent domain|does not accept (?:e-?)?mail"
+            r"|domain (?:couldn't|could not) be found|name or service not known"
+            r"|domain (?:mentioned in email address )?is unknown|(?:recipient )?domain must exist"
+            r"|unknown domain|account or domain may not exist"
+            r"|host (?:/domain )?does not accept mail"
+            r"|no mx records? (?:found )?for|domain is not reachable"
         ),
     ),
     # --- codes whose meaning is clear on its own ---------------------------------------------
@@ -181,9 +262,43 @@ RULES: list[Rule] = [
     Rule(
         "recipient rejected",
         HARD,
-        pattern=r"mailbox (?:is )?unavailable|recipient address rejected|invalid address",
+        pattern=r"mailbox (?:is )?(?:currently )?(?:unavailable|not available)"
+        r"|recipient address rejected|invalid address",
     ),
     Rule("address status (code)", HARD, ("5.1.*",)),
+    # --- soft: the message could not get there in time (reported by DSNs) -------------------
+    Rule(
+        "timeout or network",
+        SOFT,
+        pattern=(
+            r"time(?:d)? ?out|\bexpired\b|retry time|no answer from host|could not connect"
+            r"|connection (?:refused|reset|dropped|lost|closed|failed)|unable to connect"
+            r"|failed to connect|lost connection|no route to host|network (?:is )?unreachable"
+            r"|host (?:is )?unreachable|did not accept our requests? to connect|giving up"
+            r"|could not be delivered (?:within|for|in)"
+            r"|delivery (?:time|period) (?:expired|exceeded)"
+            r"|server did not respond|queue too long|queue period|has not been collected"
+            r"|could not find a gateway|network error|temporary failure in name resolution"
+        ),
+    ),
+    Rule(
+        "remote system error",
+        SOFT,
+        pattern=(
+            r"configuration error|local error in processing|internal (?:server )?error"
+            r"|queue file write error|temporary local problem|misconfigured|interrupted system call"
+            r"|can't create user output file|loops back to myself|forwarding loop"
+            r"|system (?:is )?(?:busy|overloaded|full)|insufficient system resources"
+        ),
+    ),
+]
+
+
+# Read after RULES, for what bounce messages report only (a synchronous 4xx keeps no hint):
+# X.4.X network and routing, X.3.X the remote mail system are not about the address.
+FEEDBACK_CODE_RULES: list[Rule] = [
+    Rule("network or mail system (code)", SOFT, ("5.4.*", "5.3.*")),
+    Rule("media or content (code)", BLOCK, ("5.6.*",)),
 ]
 
 
@@ -193,12 +308,48 @@ def rules_insert(rule: Rule, *, before: str) -> None:
     RULES.insert(names.index(before), rule)
 
 
+def rule_of(*, enhanced: str, text: str) -> Rule | None:
+    """The first rule of RULES that matches, or None."""
+    for rule in RULES:
+        if rule.matches(enhanced, text or ""):
+            return rule
+    return None
+
+
 def bounce_class_of(*, enhanced: str, text: str) -> tuple[str, str]:
     """(class, rule name) of a refusal; soft when no rule matches."""
-    for rule in RULES:
-        if rule.matches(enhanced, text):
-            return rule.bounce_class, rule.name
-    return SOFT, ""
+    rule = rule_of(enhanced=enhanced, text=text)
+    return (rule.bounce_class, rule.name) if rule else (SOFT, "")
+
+
+def feedback_class_of(
+    *, enhanced: str = "", text: str = "", code: int | None = None, delayed: bool = False
+) -> tuple[str, str]:
+    """(class, rule name) of a recipient a bounce message reports (DSN or not).
+
+    Unlike a synchronous reply, a failure that matches no rule and carries no 4.x.x code
+    is "unknown": the report said nothing we can act on. A delayed recipient is soft, or
+    block when the reason is about us (reputation, rate, policy, a 421 4.7.x throttle).
+    A generic enhanced code gives way to a more specific one of the text (`status_refined`).
+    """
+    enhanced = status_refined(enhanced, text)
+    rule = rule_of(enhanced=enhanced, text=text) or next(
+        (rule for rule in FEEDBACK_CODE_RULES if rule.matches(enhanced, text or "")), None
+    )
+    if delayed:
+        # still being retried: soft, unless the words (or a 421 4.7.x, the usual throttle)
+        # say the receiver is holding us back
+        about_us = rule is not None and rule.bounce_class == BLOCK
+        if about_us and not rule.pattern:
+            about_us = bool(re.search(r"(?<![\d.])421(?![\d.])", text or ""))
+        return (BLOCK if about_us else SOFT), rule.name if rule else ""
+    if rule:
+        return rule.bounce_class, rule.name
+    if code is None:
+        reply = _REPLY_CODE.search(text or "")
+        code = int(reply.group(1)) if reply else None
+    family = str(code)[0] if code else enhanced[:1]
+    return (SOFT if family == "4" else UNKNOWN), ""
 
 
 def classify(*, code: int | None, enhanced: str = "", text: str = "") -> Classification:

@@ -1,14 +1,33 @@
-"""Demo data of the sending app, for `manage.py seed_demo`: no DNS is queried."""
+"""Demo data of the sending app, for `manage.py seed_demo`: no DNS is queried. Besides the
+domain and pool, a small "Welcome" campaign already sent, with what came back (a hard
+bounce, a block, a complaint) and the inbound mail the operators review."""
+
+import datetime as dt
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Workspace
+from campaigns.models import Campaign
+from contacts.models import Contact, Suppression
+from contacts.services.suppressions import suppression_add
 from sending import dkim
-from sending.models import DkimKey, IpPool, RecordState, SendingDomain, SendingIp
+from sending.models import (
+    CampaignSend,
+    Delivery,
+    DeliveryAttempt,
+    DkimKey,
+    FeedbackEvent,
+    InboundMessage,
+    IpPool,
+    RecordState,
+    SendingDomain,
+    SendingIp,
+)
 from sending.selectors import sending_domain_spec
 from sending.services.monitoring import dnsbl_zone_presets_install
+from sending.verp import verp_address
 
 DEMO_DOMAIN = "news.demo-outdoor.example"
 
@@ -82,4 +101,241 @@ def sending_demo_seed(*, workspace: Workspace) -> SendingDomain:
         )
         domain.record_states = _demo_results(domain)
         domain.save(update_fields=["record_states"])
+    sending_demo_feedback_seed(workspace=workspace)
     return domain
+
+
+# --- A sent campaign and what came back ---------------------------------------------------
+
+DEMO_SENT_CAMPAIGN_NAME = "Welcome"
+DEMO_SENT_SIZE = 10
+_RELAY = "mx1.mail-relay.example"
+
+# (index among the recipients, what happened): the rest were simply delivered.
+_HARD, _BLOCK, _COMPLAINT = 2, 5, 7
+_HARD_DIAGNOSTIC = (
+    "smtp; 550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"
+)
+_BLOCK_DIAGNOSTIC = (
+    "smtp; 554 5.7.1 Service unavailable; Client host [198.51.100.7] blocked using "
+    "zen.spamhaus.org; https://www.spamhaus.org/query/ip/198.51.100.7"
+)
+
+
+def _dsn(*, address: str, verp: str, message_id: str, diagnostic: str, status: str) -> bytes:
+    """A Postfix delivery status notification, as a relay would send it back."""
+    return (
+        f"Return-Path: <>\r\n"
+        f"From: MAILER-DAEMON@{_RELAY} (Mail Delivery System)\r\n"
+        f"To: {verp}\r\n"
+        f"Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Auto-Submitted: auto-replied\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="B1"\r\n'
+        f"\r\n--B1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+        f"This is the mail system at host {_RELAY}.\r\n\r\n"
+        f"I'm sorry to have to inform you that your message could not\r\n"
+        f"be delivered to one or more recipients.\r\n\r\n"
+        f"<{address}>: host mx.{address.split('@')[1]} said: "
+        f"{diagnostic.removeprefix('smtp; ')}\r\n"
+        f"\r\n--B1\r\nContent-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns; {_RELAY}\r\n\r\n"
+        f"Final-Recipient: rfc822; {address}\r\nAction: failed\r\nStatus: {status}\r\n"
+        f"Remote-MTA: dns; mx.{address.split('@')[1]}\r\nDiagnostic-Code: {diagnostic}\r\n"
+        f"\r\n--B1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {message_id}\r\nSubject: Welcome to Demo Outdoor\r\n"
+        f"\r\n--B1--\r\n"
+    ).encode()
+
+
+_UNPARSED = (
+    b"Return-Path: <>\r\nFrom: postmaster@mail.unknown-isp.example\r\n"
+    b"To: bounces+zz9-broken@bounces.news.demo-outdoor.example\r\n"
+    b"Subject: Returned mail: see transcript for details\r\n"
+    b'Content-Type: multipart/report; boundary="cut\r\n\r\n'
+    b"--cut\r\n\xff\xfe The original message was received at Tue, 3 Mar 08:12\r\n"
+    b"----- The following addresses had perma"
+)
+
+
+@transaction.atomic
+def sending_demo_feedback_seed(*, workspace: Workspace) -> Campaign | None:
+    """Idempotent: a "Welcome" campaign sent to ten demo contacts, with a hard bounce, a
+    block and a complaint, and two inbound messages in the operators' review list (one
+    processed, one not understood). Nothing is seeded before the demo has contacts."""
+    existing = (
+        Campaign.objects.for_workspace(workspace).filter(name=DEMO_SENT_CAMPAIGN_NAME).first()
+    )
+    if existing is not None:
+        return existing
+    contacts = list(
+        Contact.objects.for_workspace(workspace)
+        .filter(status=Contact.Status.ACTIVE)
+        .order_by("pk")[:DEMO_SENT_SIZE]
+    )
+    if len(contacts) < DEMO_SENT_SIZE:
+        return None
+    sent_at = timezone.now() - dt.timedelta(days=3)
+    campaign = Campaign.objects.create(
+        workspace=workspace,
+        name=DEMO_SENT_CAMPAIGN_NAME,
+        subject="Welcome to Demo Outdoor",
+        from_name="Demo Outdoor Co.",
+        from_email=f"hello@{DEMO_DOMAIN}",
+        html="<h1>Welcome aboard</h1><p>Thanks for joining Demo Outdoor.</p>",
+        status=Campaign.Status.SENT,
+        tags=["Onboarding"],
+    )
+    CampaignSend.objects.create(
+        workspace=workspace,
+        campaign=campaign,
+        audience_total=DEMO_SENT_SIZE,
+        deliveries_total=DEMO_SENT_SIZE,
+        started_at=sent_at,
+        finished_at=sent_at + dt.timedelta(minutes=1),
+    )
+    deliveries = Delivery.objects.bulk_create(
+        Delivery(
+            workspace=workspace,
+            campaign=campaign,
+            contact=contact,
+            address=contact.email,
+            state=Delivery.State.SENT,
+            attempt_count=1,
+            last_response=f"250 2.0.0 Ok: queued as 4Rk1x2{index:02d}",
+            message_id=f"<welcome.{campaign.pk}.{index}@{DEMO_DOMAIN}>",
+            created_at=sent_at,
+            sent_at=sent_at + dt.timedelta(seconds=index),
+            updated_at=sent_at + dt.timedelta(seconds=index),
+        )
+        for index, contact in enumerate(contacts)
+    )
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(
+            workspace=workspace,
+            delivery=delivery,
+            transport="smtp",
+            remote_host=_RELAY,
+            smtp_code=250,
+            enhanced_code="2.0.0",
+            response=delivery.last_response,
+            outcome=Delivery.State.SENT,
+            started_at=delivery.sent_at,
+            finished_at=delivery.sent_at,
+        )
+        for delivery in deliveries
+    )
+    _bounce(workspace, deliveries[_HARD], "hard", "mailbox unknown", "5.1.1", _HARD_DIAGNOSTIC)
+    # Only the hard bounce's mail is kept: the review list shows one processed, one not.
+    _bounce(workspace, deliveries[_BLOCK], "block", "blocklist", "5.7.1", _BLOCK_DIAGNOSTIC, False)
+    _complaint(workspace, deliveries[_COMPLAINT])
+    InboundMessage.objects.create(
+        received_at=sent_at + dt.timedelta(hours=2),
+        peer="203.0.113.25:49152",
+        helo="mail.unknown-isp.example",
+        mail_from="",
+        recipients=["bounces+zz9-broken@bounces.news.demo-outdoor.example"],
+        size=len(_UNPARSED),
+        raw=_UNPARSED,
+        status=InboundMessage.Status.UNPARSED,
+        kind=InboundMessage.Kind.UNKNOWN,
+        summary={"kind": "unknown", "recipients": [], "notes": ["truncated multipart/report"]},
+        error="No recipient found and no VERP token matched.",
+        attempt_count=1,
+        processed_at=sent_at + dt.timedelta(hours=2),
+    )
+    return campaign
+
+
+def _bounce(
+    workspace: Workspace,
+    delivery: Delivery,
+    bounce_class: str,
+    rule: str,
+    status: str,
+    text: str,
+    stored: bool = True,
+) -> None:
+    """A bounce that came back as a DSN after the relay had taken the message."""
+    at = delivery.sent_at + dt.timedelta(minutes=4)
+    diagnostic = text.format(address=delivery.address)
+    verp = verp_address(
+        delivery_id=delivery.pk, domain=f"{settings.SENDING_RETURN_PATH_SUBDOMAIN}.{DEMO_DOMAIN}"
+    )
+    raw = _dsn(
+        address=delivery.address, verp=verp, message_id=delivery.message_id,
+        diagnostic=diagnostic, status=status,
+    )  # fmt: skip
+    remote_mta = f"mx.{delivery.address.split('@')[1]}"
+    found = {"address": delivery.address, "status": status, "class": bounce_class}
+    found |= {"diagnostic": diagnostic, "remote_mta": remote_mta}
+    inbound = None
+    if stored:
+        inbound = InboundMessage.objects.create(
+            received_at=at,
+            peer="192.0.2.25:52011",
+            helo=_RELAY,
+            mail_from="",
+            recipients=[verp],
+            size=len(raw),
+            raw=raw,
+            status=InboundMessage.Status.PROCESSED,
+            kind=InboundMessage.Kind.BOUNCE,
+            summary={"kind": "bounce", "recipients": [found]},
+            attempt_count=1,
+            processed_at=at,
+            workspace_id=delivery.workspace_id,
+            delivery=delivery,
+        )
+    FeedbackEvent.objects.create(
+        workspace_id=delivery.workspace_id,
+        delivery=delivery,
+        kind=FeedbackEvent.Kind.BOUNCE,
+        bounce_class=bounce_class,
+        rule=rule,
+        status=status,
+        diagnostic=diagnostic,
+        remote_mta=remote_mta,
+        address=delivery.address,
+        sending_domain=DEMO_DOMAIN,
+        source="inbound",
+        inbound_message=inbound,
+        occurred_at=at,
+    )
+    delivery.state, delivery.bounce_class, delivery.bounced_at = "bounced", bounce_class, at
+    delivery.last_response = diagnostic.removeprefix("smtp; ")[:500]
+    delivery.save(update_fields=["state", "bounce_class", "bounced_at", "last_response"])
+    if bounce_class == "hard":  # blocks count against the sender, not the contact
+        suppression_add(
+            workspace=workspace,
+            email=delivery.address,
+            reason=Suppression.Reason.HARD_BOUNCE,
+            source=f"{DEMO_SENT_CAMPAIGN_NAME}: {delivery.last_response}"[:300],
+            acting_user=None,
+        )
+        Contact.objects.filter(pk=delivery.contact_id).update(status=Contact.Status.BOUNCED)
+
+
+def _complaint(workspace: Workspace, delivery: Delivery) -> None:
+    """A mailbox provider's feedback loop report: the recipient pressed "spam"."""
+    at = delivery.sent_at + dt.timedelta(hours=5)
+    FeedbackEvent.objects.create(
+        workspace_id=delivery.workspace_id,
+        delivery=delivery,
+        kind=FeedbackEvent.Kind.COMPLAINT,
+        feedback_type="abuse",
+        address=delivery.address,
+        sending_domain=DEMO_DOMAIN,
+        source="inbound",
+        occurred_at=at,
+    )
+    delivery.complained_at = at
+    delivery.save(update_fields=["complained_at"])
+    suppression_add(
+        workspace=workspace,
+        email=delivery.address,
+        reason=Suppression.Reason.COMPLAINT,
+        source=f"{DEMO_SENT_CAMPAIGN_NAME}: feedback loop report",
+        acting_user=None,
+    )
+    Contact.objects.filter(pk=delivery.contact_id).update(status=Contact.Status.COMPLAINED)

@@ -348,6 +348,7 @@ class CampaignMessageBuilder:
         )
 
         recipient = _address(address or contact.email, "recipient's address")
+        message_id = message_id or self.message_id_make()
         unsubscribe_mailto = verp.verp_address(
             delivery_id=delivery_id, local=verp.UNSUBSCRIBE, domain=self.return_path_host
         )
@@ -357,7 +358,7 @@ class CampaignMessageBuilder:
                 _header("To", recipient),
                 _header("Subject", _unstructured(rendered.subject)),
                 _header("Date", format_datetime(self._now())),
-                _header("Message-ID", message_id or self.message_id_make()),
+                _header("Message-ID", message_id),
                 _header(
                     "List-Unsubscribe",
                     f"<{context['unsubscribe_url']}>, <mailto:{unsubscribe_mailto}>",
@@ -380,6 +381,7 @@ class CampaignMessageBuilder:
             ),
             recipient=recipient,
             message=message,
+            message_id=message_id,
         )
 
 

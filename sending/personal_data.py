@@ -1,16 +1,20 @@
-"""Personal data the sending app keeps: the address each delivery went to, and the remote
-servers' replies about it (which often quote the address). Discovered by compliance."""
+"""Personal data the sending app keeps: the address each delivery went to, the remote
+servers' replies about it (which often quote the address), the feedback events read from
+bounces, complaints and ESP webhooks, and the raw inbound mail they came in (which quotes
+the address, and often the message sent to it). Discovered by compliance."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
+from django.utils import timezone
 
 from accounts.models import Workspace
-from sending.models import Delivery, DeliveryAttempt
+from sending.models import Delivery, DeliveryAttempt, FeedbackEvent, InboundMessage
 
-MODELS = [Delivery, DeliveryAttempt]
+MODELS = [Delivery, DeliveryAttempt, FeedbackEvent, InboundMessage]
 ERASE_ORDER = 50  # before contacts deletes the contact rows the deliveries point at
 
 _ERASED = "erased"
@@ -20,8 +24,27 @@ def _deliveries(workspace: Workspace, email: str):
     return Delivery.objects.for_workspace(workspace).filter(address__iexact=email.strip())
 
 
+def _feedback(workspace: Workspace, email: str, delivery_ids: list[int]):
+    return FeedbackEvent.objects.for_workspace(workspace).filter(
+        Q(address__iexact=email.strip()) | Q(delivery__in=delivery_ids)
+    )
+
+
+def _inbound(workspace: Workspace, delivery_ids: list[int]):
+    """Stored mail about those deliveries: matched to one, or read into one's events."""
+    events = FeedbackEvent.objects.filter(delivery__in=delivery_ids, inbound_message__isnull=False)
+    return InboundMessage.objects.filter(
+        Q(workspace=workspace, delivery__in=delivery_ids)
+        | Q(pk__in=events.values("inbound_message"))
+    )
+
+
 def export(*, workspace: Workspace, email: str) -> dict[str, list[dict]]:
     deliveries = _deliveries(workspace, email)
+    delivery_ids = list(deliveries.values_list("pk", flat=True))
+    inbound = _inbound(workspace, delivery_ids).values(
+        "received_at", "mail_from", "recipients", "size", "status", "kind", "summary", "raw"
+    )
     return {
         "deliveries": list(
             deliveries.values(
@@ -33,10 +56,12 @@ def export(*, workspace: Workspace, email: str) -> dict[str, list[dict]]:
                 "last_response",
                 "created_at",
                 "sent_at",
+                "bounced_at",
+                "complained_at",
             )
         ),
         "delivery_attempts": list(
-            DeliveryAttempt.objects.filter(delivery__in=deliveries).values(
+            DeliveryAttempt.objects.filter(delivery__in=delivery_ids).values(
                 "delivery__campaign__name",
                 "transport",
                 "remote_host",
@@ -47,6 +72,24 @@ def export(*, workspace: Workspace, email: str) -> dict[str, list[dict]]:
                 "started_at",
             )
         ),
+        "feedback_events": list(
+            _feedback(workspace, email, delivery_ids).values(
+                "delivery__campaign__name",
+                "kind",
+                "bounce_class",
+                "status",
+                "diagnostic",
+                "remote_mta",
+                "feedback_type",
+                "address",
+                "source",
+                "occurred_at",
+            )
+        ),
+        "inbound_messages": [
+            {**row, "raw": bytes(row["raw"] or b"").decode("utf-8", errors="replace")}
+            for row in inbound
+        ],
     }
 
 
@@ -58,14 +101,33 @@ def _redact(deliveries) -> int:
     )
 
 
+def _redact_feedback(events) -> int:
+    """Keep the event's kind and class (the bounce and complaint rates), not whom it named."""
+    return events.update(address=Concat(Value(f"{_ERASED}-"), F("pk")), diagnostic="")
+
+
 @transaction.atomic
 def erase(*, workspace: Workspace, email: str) -> None:
-    _redact(_deliveries(workspace, email))
+    deliveries = _deliveries(workspace, email)
+    # Read before the deliveries lose their address.
+    delivery_ids = list(deliveries.values_list("pk", flat=True))
+    _inbound(workspace, delivery_ids).delete()
+    _redact_feedback(_feedback(workspace, email, delivery_ids))
+    _redact(deliveries)
 
 
 def retain(*, older_than: datetime) -> int:
-    """Deliveries older than the retention period keep their outcome, not their address."""
+    """Deliveries and feedback older than the retention period keep their outcome, not
+    their address; raw inbound mail, the most personal of all, goes whole after
+    INBOUND_RETENTION_DAYS (or the general period, if that is shorter)."""
+    inbound_cutoff = max(
+        older_than, timezone.now() - timedelta(days=settings.INBOUND_RETENTION_DAYS)
+    )
+    inbound_count, _ = InboundMessage.objects.filter(received_at__lt=inbound_cutoff).delete()
+    old_feedback = FeedbackEvent.objects.filter(occurred_at__lt=older_than).exclude(
+        address__startswith=f"{_ERASED}-", diagnostic=""
+    )
     old = Delivery.objects.filter(created_at__lt=older_than).exclude(
         address__startswith=f"{_ERASED}-"
     )
-    return _redact(old)
+    return inbound_count + _redact_feedback(old_feedback) + _redact(old)

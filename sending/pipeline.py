@@ -24,8 +24,7 @@ from accounts.errors import ApplicationError
 from accounts.models import User
 from campaigns.models import Campaign
 from campaigns.scheduling import campaign_list_due
-from contacts.models import Contact, Suppression
-from contacts.services.suppressions import suppression_add
+from contacts.models import Contact
 from sending.message import BuildError, CampaignMessageBuilder
 from sending.models import CampaignSend, Delivery, IpPool, WorkspacePool
 from sending.services.deliveries import (
@@ -39,6 +38,7 @@ from sending.services.deliveries import (
     deliveries_return_unsent,
     send_start,
 )
+from sending.services.feedback import hard_bounce_apply
 from sending.transports import transport_for
 from sending.transports.base import Envelope, Result, TransportConfigError
 
@@ -159,6 +159,7 @@ def chunk_send(*, campaign_id: int, limit: int | None = None) -> ChunkReport | N
                 contact=delivery.contact,
                 variant=delivery.variant,
                 address=delivery.address,
+                message_id=delivery.message_id,
             )
         except BuildError as error:
             failures.append((delivery, str(error)))
@@ -167,7 +168,11 @@ def chunk_send(*, campaign_id: int, limit: int | None = None) -> ChunkReport | N
         for _ in failures:
             report.count(State.FAILED)
 
-    in_flight = deliveries_mark_in_flight(delivery_ids=list(envelopes), token=claim.token)
+    in_flight = deliveries_mark_in_flight(
+        delivery_ids=list(envelopes),
+        token=claim.token,
+        message_ids={pk: envelope.message_id for pk, envelope in envelopes.items()},
+    )
     report.lost_lease = len(envelopes) - len(in_flight)
     if not in_flight:
         return report
@@ -219,17 +224,11 @@ def _after_outcomes(outcomes: list[tuple[Delivery, Outcome]], campaign: Campaign
         Contact.objects.filter(pk__in=sent_contacts).update(last_sent_at=now)
     for delivery, outcome in outcomes:
         if outcome.state == State.BOUNCED and outcome.bounce_class == "hard":
-            suppression_add(
+            hard_bounce_apply(
                 workspace=campaign.workspace,
-                email=delivery.address,
-                reason=Suppression.Reason.HARD_BOUNCE,
-                source=f"{campaign.name}: {outcome.smtp_code or ''} {outcome.response}"[:300],
-                acting_user=None,
+                delivery=delivery,
+                source=f"{campaign.name}: {outcome.smtp_code or ''} {outcome.response}",
             )
-            if delivery.contact_id:
-                Contact.objects.filter(pk=delivery.contact_id).update(
-                    status=Contact.Status.BOUNCED, updated_at=now
-                )
 
 
 # --- finishing and controls ---------------------------------------------------------------

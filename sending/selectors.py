@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from accounts.models import Workspace
+from contacts.timeline import TimelineEvent
 from sending import dkim
 from sending.dnscheck import DomainSpec, ExpectedKey, dmarc_expected_value, spf_expected_value
 from sending.domain_names import InvalidDomain, domain_normalize
 from sending.models import (
+    Delivery,
+    DeliveryAttempt,
     DkimKey,
     DnsblListing,
     DomainCheck,
+    FeedbackEvent,
     IpPool,
     SendingDomain,
     SendingIp,
@@ -207,3 +214,205 @@ def sending_domain_signing_for(address: str) -> SendingDomain | None:
         if found is not None:
             return found
     return None
+
+
+def return_path_host_exists(*, host: str) -> bool:
+    """Whether host is the return-path host of a sending domain of any workspace, in any
+    status: the inbound listener takes mail for these hosts and for no other domain."""
+    try:
+        name = domain_normalize(host)
+    except InvalidDomain:
+        return False
+    subdomain, _, domain = name.partition(".")
+    return SendingDomain.objects.filter(
+        return_path_subdomain__iexact=subdomain, domain=domain
+    ).exists()
+
+
+# --- A delivery's story and a campaign's feedback -------------------------------------------
+
+
+def delivery_get(*, workspace: Workspace, campaign_id: int, delivery_id: int) -> Delivery:
+    delivery = (
+        Delivery.objects.for_workspace(workspace)
+        .filter(campaign_id=campaign_id, pk=delivery_id)
+        .select_related("contact")
+        .first()
+    )
+    if delivery is None:
+        raise Http404("No such delivery.")
+    return delivery
+
+
+def delivery_attempt_list(*, delivery: Delivery) -> QuerySet[DeliveryAttempt]:
+    return DeliveryAttempt.objects.filter(delivery=delivery).order_by("started_at", "pk")
+
+
+def delivery_feedback_list(*, delivery: Delivery) -> QuerySet[FeedbackEvent]:
+    return FeedbackEvent.objects.filter(delivery=delivery).order_by("occurred_at", "pk")
+
+
+FEEDBACK_COUNT_KEYS = ("hard", "soft", "block", "unknown", "complained")
+
+
+def campaign_feedback_counts(*, campaign) -> dict[str, int]:
+    """Bounced deliveries by class (no class counts as unknown) and complaints, in one
+    aggregate over the campaign's deliveries."""
+    bounced = Q(state=Delivery.State.BOUNCED) | Q(bounced_at__isnull=False)
+    by_class = {
+        name: Count("pk", filter=bounced & Q(bounce_class=name))
+        for name in ("hard", "soft", "block")
+    }
+    by_class["unknown"] = Count(
+        "pk", filter=bounced & Q(bounce_class__in=[Delivery.BounceClass.UNKNOWN, ""])
+    )
+    return Delivery.objects.filter(campaign=campaign).aggregate(
+        **by_class, complained=Count("pk", filter=Q(complained_at__isnull=False))
+    )
+
+
+# The newest deliveries a contact's timeline shows: a long history stays one bounded read.
+TIMELINE_DELIVERY_LIMIT = 200
+_TIMELINE_FIELDS = [
+    "campaign__name",
+    "state",
+    "sent_at",
+    "bounced_at",
+    "complained_at",
+    "bounce_class",
+    "last_response",
+    "updated_at",
+]
+
+
+def contact_delivery_timeline(contact) -> list[TimelineEvent]:
+    """The contact's sends, bounces, complaints and unsubscribes by email over its newest
+    TIMELINE_DELIVERY_LIMIT deliveries, in two queries (registered in contacts.timeline)."""
+    happened = (
+        Q(sent_at__isnull=False)
+        | Q(bounced_at__isnull=False)
+        | Q(complained_at__isnull=False)
+        | Q(state=Delivery.State.BOUNCED)
+    )
+    deliveries = list(
+        Delivery.objects.filter(workspace_id=contact.workspace_id, contact=contact)
+        .filter(happened)
+        .select_related("campaign")
+        .only(*_TIMELINE_FIELDS)
+        .order_by("-created_at", "-pk")[:TIMELINE_DELIVERY_LIMIT]
+    )
+    if not deliveries:
+        return []
+    feedback: dict[int, list[FeedbackEvent]] = {}
+    for event in (
+        FeedbackEvent.objects.filter(
+            delivery__in=[delivery.pk for delivery in deliveries],
+            kind__in=[FeedbackEvent.Kind.BOUNCE, FeedbackEvent.Kind.UNSUBSCRIBE],
+        )
+        .only("delivery_id", "kind", "diagnostic", "occurred_at")
+        .order_by("occurred_at", "pk")
+    ):
+        feedback.setdefault(event.delivery_id, []).append(event)
+    events = []
+    for delivery in deliveries:
+        events += _delivery_events(delivery, feedback.get(delivery.pk, []))
+    return events
+
+
+def _delivery_events(delivery: Delivery, feedback: list[FeedbackEvent]) -> list[TimelineEvent]:
+    name = delivery.campaign.name
+    events = []
+    if delivery.sent_at:
+        events.append(TimelineEvent(at=delivery.sent_at, kind="sent", title=f"Sent: {name}"))
+    bounces = [event for event in feedback if event.kind == FeedbackEvent.Kind.BOUNCE]
+    if delivery.bounced_at or delivery.state == Delivery.State.BOUNCED:
+        diagnostic = bounces[-1].diagnostic if bounces else delivery.last_response
+        title = f"Bounced ({delivery.bounce_class or 'unknown'}): {name}"
+        at = delivery.bounced_at or (bounces[-1].occurred_at if bounces else delivery.updated_at)
+        events.append(
+            TimelineEvent(
+                at=at, kind="bounced", title=f"{title} — {diagnostic}" if diagnostic else title
+            )
+        )
+    if delivery.complained_at:
+        events.append(
+            TimelineEvent(at=delivery.complained_at, kind="complained", title=f"Complained: {name}")
+        )
+    events += [
+        TimelineEvent(
+            at=event.occurred_at, kind="unsubscribed", title="Unsubscribed by email", detail=name
+        )
+        for event in feedback
+        if event.kind == FeedbackEvent.Kind.UNSUBSCRIBE
+    ]
+    return events
+
+
+# --- Feedback rates (reports, traffic shaping) ----------------------------------------------
+
+
+def feedback_block_counts(*, since: dt.datetime) -> dict[str, int]:
+    """Deliveries refused or delayed as blocks (policy, reputation, content) since `since`,
+    per sending (From) domain, across workspaces: what shaping slows down on."""
+    rows = (
+        FeedbackEvent.objects.filter(bounce_class=FeedbackEvent.BounceClass.BLOCK)
+        .filter(occurred_at__gte=since)
+        .exclude(sending_domain="")
+        .order_by()
+        .values("sending_domain")
+        .annotate(n=Count("delivery", distinct=True))
+    )
+    return {row["sending_domain"]: row["n"] for row in rows}
+
+
+@dataclass(frozen=True)
+class FeedbackRates:
+    """A workspace's feedback over a window. `sent`: deliveries handed over (accepted, or
+    refused during the SMTP session); `bounces`: bounced deliveries by class."""
+
+    sent: int
+    bounces: dict[str, int]
+    complaints: int
+
+    @property
+    def bounced(self) -> int:
+        return sum(self.bounces.values())
+
+    @property
+    def bounce_rate(self) -> float:
+        return self.bounced / self.sent if self.sent else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complaints / self.sent if self.sent else 0.0
+
+
+def feedback_rates(*, workspace: Workspace, since: dt.datetime) -> FeedbackRates:
+    """Sent, bounced (refused at once, or by a later report) and complained deliveries of
+    the workspace since `since`, in one aggregate."""
+    refused_at_once = Q(
+        state=Delivery.State.BOUNCED, bounced_at__isnull=True, updated_at__gte=since
+    )
+    bounced = Q(bounced_at__gte=since) | refused_at_once
+    counts = (
+        Delivery.objects.for_workspace(workspace)
+        .filter(
+            Q(sent_at__gte=since)
+            | Q(bounced_at__gte=since)
+            | Q(complained_at__gte=since)
+            | refused_at_once
+        )
+        .aggregate(
+            sent=Count("pk", filter=Q(sent_at__gte=since) | refused_at_once),
+            hard=Count("pk", filter=bounced & Q(bounce_class="hard")),
+            soft=Count("pk", filter=bounced & Q(bounce_class="soft")),
+            block=Count("pk", filter=bounced & Q(bounce_class="block")),
+            unknown=Count("pk", filter=bounced & Q(bounce_class__in=["unknown", ""])),
+            complaints=Count("pk", filter=Q(complained_at__gte=since)),
+        )
+    )
+    return FeedbackRates(
+        sent=counts["sent"],
+        bounces={name: counts[name] for name in ("hard", "soft", "block", "unknown")},
+        complaints=counts["complaints"],
+    )

@@ -112,6 +112,19 @@ def deliveries_sweep_task() -> dict:
 @shared_task(acks_late=True)
 def inbound_process_task(inbound_id: int) -> str:
     """Read one stored inbound message and act on it (bounce, complaint, unsubscribe)."""
-    from sending.services.feedback import inbound_process
+    from sending.services.inbound import inbound_process
 
-    return inbound_process(inbound_id=inbound_id).status
+    inbound = inbound_process(inbound_id=inbound_id)
+    return inbound.status if inbound is not None else "missing"
+
+
+@shared_task(acks_late=True)
+def inbound_sweep_task() -> int:
+    """Periodic: inbound messages still waiting after INBOUND_SWEEP_SECONDS (a lost
+    enqueue, a bounce whose delivery was in flight) are handed to a task again."""
+    from sending.services.inbound import inbound_ids_due
+
+    ids = inbound_ids_due()
+    for inbound_id in ids:
+        transaction.on_commit(lambda inbound_id=inbound_id: inbound_process_task.delay(inbound_id))
+    return len(ids)

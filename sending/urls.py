@@ -27,4 +27,9 @@ urlpatterns = [
         campaigns.campaign_deliveries,
         name="campaign_deliveries",
     ),
+    path(
+        "campaigns/<int:campaign_id>/deliveries/<int:delivery_id>/",
+        campaigns.delivery_detail,
+        name="delivery_detail",
+    ),
 ]

@@ -1,7 +1,7 @@
 from sending.models.deliveries import CampaignSend, Delivery, DeliveryAttempt
 from sending.models.dnsbl import DnsblListing, DnsblZone
-from sending.models.feedback import FeedbackEvent, InboundMessage
 from sending.models.domains import DkimKey, DomainCheck, RecordState, SendingDomain
+from sending.models.feedback import FeedbackEvent, InboundMessage
 from sending.models.ips import IpPool, SendingIp, WorkspacePool
 
 __all__ = [

@@ -238,15 +238,26 @@ def _skip_no_longer_sendable(deliveries: list[Delivery], token: uuid.UUID) -> li
     return keep
 
 
-def deliveries_mark_in_flight(*, delivery_ids: list[int], token: uuid.UUID) -> set[int]:
-    """Commit in_flight for the rows this lease still owns; only those may be sent."""
+def deliveries_mark_in_flight(
+    *, delivery_ids: list[int], token: uuid.UUID, message_ids: dict[int, str] | None = None
+) -> set[int]:
+    """Commit in_flight for the rows this lease still owns; only those may be sent.
+
+    `message_ids`: the Message-ID each message carries, kept on a row that has none yet
+    (a retry sends the same one), so that a complaint quoting only it finds its delivery.
+    """
+    message_ids = message_ids or {}
+    ids = list(delivery_ids)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE sending_delivery SET state = 'in_flight', "
-            "attempt_count = attempt_count + 1, updated_at = now() "
-            "WHERE id = ANY(%s) AND lease_token = %s AND state = 'claimed' "
-            "AND lease_expires_at > clock_timestamp() RETURNING id",
-            [list(delivery_ids), token],
+            "UPDATE sending_delivery d SET state = 'in_flight', "
+            "attempt_count = d.attempt_count + 1, updated_at = now(), "
+            "message_id = CASE WHEN d.message_id = '' THEN COALESCE(m.message_id, '') "
+            "ELSE d.message_id END "
+            "FROM unnest(%s::bigint[], %s::text[]) AS m(id, message_id) "
+            "WHERE d.id = m.id AND d.lease_token = %s AND d.state = 'claimed' "
+            "AND d.lease_expires_at > clock_timestamp() RETURNING d.id",
+            [ids, [message_ids.get(pk) for pk in ids], token],
         )
         return {row[0] for row in cursor.fetchall()}
 

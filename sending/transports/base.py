@@ -23,6 +23,7 @@ class Envelope:
     recipient: str
     message: bytes  # serialised with CRLF, DKIM-signed
     source_address: str = ""  # the sending IP to bind (mx), blank: any
+    message_id: str = ""  # the Message-ID header's value, kept on the delivery
 
 
 @dataclass(frozen=True)

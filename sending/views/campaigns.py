@@ -1,5 +1,5 @@
-"""A campaign's send, as the Review & send tab shows it: live progress, pause, resume,
-stop, and the deliveries that did not go out."""
+"""A campaign's send, as the Review & send tab shows it: live progress with bounces by
+class, pause, resume, stop, the deliveries that did not go out and each one's story."""
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -12,7 +12,7 @@ from accounts.models import Role
 from accounts.scoping import WorkspaceRequest, workspace_view
 from campaigns.models import Campaign
 from campaigns.selectors import campaign_get
-from sending import pipeline
+from sending import pipeline, selectors
 from sending.models import Delivery
 from sending.tasks import campaign_send_fan_out
 
@@ -37,6 +37,7 @@ def campaign_progress(request: WorkspaceRequest, campaign_id: int) -> HttpRespon
         {
             "campaign": campaign,
             "progress": pipeline.campaign_progress(campaign=campaign),
+            "feedback": selectors.campaign_feedback_counts(campaign=campaign),
             "send": getattr(campaign, "send", None),
             "can_edit": request.membership.has_role(Role.EDITOR),
             "polling": campaign.status == Campaign.Status.SENDING,
@@ -105,4 +106,25 @@ def campaign_deliveries(request: WorkspaceRequest, campaign_id: int) -> HttpResp
         request,
         "sending/campaign_deliveries.html",
         {"campaign": campaign, "state": state, "states": LISTED_STATES, "page": page},
+    )
+
+
+@workspace_view()
+@require_GET
+def delivery_detail(request: WorkspaceRequest, campaign_id: int, delivery_id: int) -> HttpResponse:
+    """One delivery: its attempts with the servers' answers, and what came back after."""
+    campaign = campaign_get(workspace=request.workspace, campaign_id=campaign_id)
+    delivery = selectors.delivery_get(
+        workspace=request.workspace, campaign_id=campaign.pk, delivery_id=delivery_id
+    )
+    return render(
+        request,
+        "sending/delivery_detail.html",
+        {
+            "campaign": campaign,
+            "delivery": delivery,
+            "attempts": selectors.delivery_attempt_list(delivery=delivery),
+            "feedback": selectors.delivery_feedback_list(delivery=delivery),
+            "listed_states": LISTED_STATES,
+        },
     )

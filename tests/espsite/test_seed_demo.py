@@ -56,3 +56,30 @@ def test_seed_demo_campaign_passes_the_checklist_and_shows_every_campaign_featur
     assert MediaImage.objects.get(workspace=demo).name in campaign.html or "/m/" in campaign.html
     assert AbTest.objects.get(campaign__workspace=demo).campaign.variants.count() == 2
     assert Template.objects.filter(workspace=demo, name="Demo Outdoor brand").exists()
+
+
+def test_seed_demo_shows_a_sent_campaign_with_bounces_and_complaints_once(client, capsys):
+    from campaigns.models import Campaign
+    from sending.models import Delivery, FeedbackEvent, InboundMessage
+
+    def counts():
+        return tuple(m.objects.count() for m in (Campaign, Delivery, FeedbackEvent, InboundMessage))
+
+    call_command("seed_demo", force=True)
+    first = counts()
+    call_command("seed_demo", force=True)
+    assert counts() == first
+    assert first[1:] == (10, 3, 2)
+
+    demo = Workspace.objects.get(slug="demo")
+    welcome = Campaign.objects.get(workspace=demo, name="Welcome")
+    password = capsys.readouterr().out.split("demo@example.com / ")[1].split()[0]
+    client.post("/accounts/login/", {"email": "demo@example.com", "password": password})
+    panel = client.get(f"/w/demo/sending/campaigns/{welcome.pk}/progress/").content.decode()
+    assert 'data-fact="bounced_hard">1<' in panel
+    assert 'data-fact="bounced_block">1<' in panel
+    assert 'data-fact="complained">1<' in panel
+    hard = Delivery.objects.get(campaign=welcome, bounce_class="hard")
+    detail = client.get(f"/w/demo/sending/campaigns/{welcome.pk}/deliveries/{hard.pk}/")
+    assert detail.status_code == 200
+    assert "User unknown in virtual mailbox table" in detail.content.decode()

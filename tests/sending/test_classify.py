@@ -3,7 +3,16 @@ Outlook, Yahoo, iCloud, Mimecast, Postfix, Exim and others)."""
 
 import pytest
 
-from sending.classify import RULES, Classification, Rule, classify, enhanced_code_of, rules_insert
+from sending.classify import (
+    RULES,
+    Classification,
+    Rule,
+    classify,
+    enhanced_code_of,
+    feedback_class_of,
+    rules_insert,
+    status_refined,
+)
 
 # (code, reply text as the server wrote it, expected class, expected rule)
 BOUNCES = [
@@ -298,3 +307,86 @@ def test_the_feedback_issue_can_insert_a_rule_ahead_of_the_others(monkeypatch):
 def test_a_rule_needs_codes_or_a_pattern():
     with pytest.raises(ValueError, match="needs codes"):
         Rule("empty", "hard")
+
+
+# --- the Feedback issue: what bounce messages say ------------------------------------------
+
+# (enhanced status, diagnostic as bounces state it, delayed?, expected class)
+FEEDBACK = [
+    ("5.0.0", "550 Requested action not taken: mailbox not available", False, "hard"),
+    ("", "554 delivery error: dd This account has been disabled or discontinued", False, "hard"),
+    ("5.2.1", "550 5.2.1 The email account that you tried to reach is inactive.", False, "hard"),
+    ("", "550 5.1.10 RESOLVER.ADR.RecipNotFound; not found", False, "hard"),
+    ("5.0.0", "550 Recipient address rejected: Access denied. AS(201806281)", False, "hard"),
+    ("", "Sorry, no mailbox here by that name. (#5.1.1)", False, "hard"),
+    ("", "User john (john@example.org) not listed in Domino Directory", False, "hard"),
+    (
+        "5.4.4",
+        "Host or domain name not found. Name service error for name=x.example type=A",
+        False,
+        "hard",
+    ),
+    ("", "550 Host unknown", False, "hard"),
+    ("", "Your message wasn't delivered because the address couldn't be found", False, "hard"),
+    ("5.2.2", "552 5.2.2 Mailbox quota exceeded", False, "soft"),
+    ("", "552 Requested mail action aborted: exceeded storage allocation", False, "soft"),
+    ("", "550 5.2.0 insufficient storage on the account", False, "soft"),
+    ("4.4.7", "Delivery expired (message too old)", False, "soft"),
+    ("5.4.7", "retry timeout exceeded", False, "soft"),
+    ("", "connect to mx.example.org[203.0.113.1]:25: Connection timed out", False, "soft"),
+    (
+        "4.4.3",
+        "Name service error for name=x.example type=MX: Host not found, try again",
+        True,
+        "soft",
+    ),
+    ("4.7.0", "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred", True, "block"),
+    ("4.7.0", "421 4.7.0 Try again later, closing connection.", True, "block"),
+    ("", "451 Rate limited: too many messages from your IP", True, "block"),
+    ("", "550 Too many invalid recipients", False, "block"),
+    (
+        "5.1.1",
+        "550 5.1.1 Service unavailable; client [192.0.2.1] listed at Spamhaus",
+        False,
+        "block",
+    ),
+    ("5.7.1", "554 5.7.1 Message rejected: detected as spam", False, "block"),
+    ("5.0.0", "554 Transaction failed", False, "unknown"),
+    ("", "", False, "unknown"),
+    ("", "451 Temporary local problem - please try later", False, "soft"),
+    ("4.0.0", "", True, "soft"),
+]
+
+
+@pytest.mark.parametrize(("enhanced", "text", "delayed", "bounce_class"), FEEDBACK)
+def test_feedback_classes_come_from_the_code_and_the_text(enhanced, text, delayed, bounce_class):
+    assert feedback_class_of(enhanced=enhanced, text=text, delayed=delayed)[0] == bounce_class
+
+
+def test_an_unmatched_failure_is_unknown_for_feedback_but_soft_for_a_reply():
+    assert feedback_class_of(enhanced="5.0.0", text="554 Rejected") == ("unknown", "")
+    assert classify(code=554, text="5.0.0 Rejected").bounce_class == "soft"
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "refined"),
+    [
+        ("5.0.0", "550 5.1.1 user unknown", "5.1.1"),
+        ("5.1.0", "5.1.0 - Unknown address error 550-'5.1.1 <x@example.org>: unknown'", "5.1.1"),
+        ("5.1.0", "550 5.7.1 blocked", "5.1.0"),
+        ("5.2.2", "550 5.1.1 user unknown", "5.2.2"),
+        ("", "smtp; 552 5.2.2 full", "5.2.2"),
+        ("", "no code here", ""),
+    ],
+)
+def test_a_generic_status_is_refined_by_the_text(status, text, refined):
+    assert status_refined(status, text) == refined
+
+
+def test_a_delay_for_a_policy_code_alone_is_soft_unless_it_is_a_421_throttle():
+    assert (
+        feedback_class_of(enhanced="4.7.1", text="450 4.7.1 try later", delayed=True)[0] == "soft"
+    )
+    assert (
+        feedback_class_of(enhanced="4.7.0", text="421 4.7.0 try later", delayed=True)[0] == "block"
+    )

@@ -410,3 +410,27 @@ def test_claim_limits_decide_how_many_may_go_now(campaign_factory, sink):
         pipeline_module.claim_limits.remove(warm_up)
     _drain(campaign)
     assert len(sink.received) == 30
+
+
+def test_each_delivery_keeps_the_message_id_it_was_sent_with_and_a_retry_reuses_it(
+    campaign_factory, sink
+):
+    campaign = campaign_factory(6)
+    retried = "reader1@mail1.test"
+    sink.answers[retried] = ["451 4.7.1 Try again later", "250 OK"]
+    campaigns_start_due()
+    _drain(campaign)
+
+    deferred = Delivery.objects.get(campaign=campaign, address=retried)
+    assert deferred.state == State.DEFERRED
+    assert deferred.message_id.startswith("<")
+    first_id = deferred.message_id
+    Delivery.objects.filter(pk=deferred.pk).update(next_attempt_at=timezone.now())
+    _drain(campaign)
+
+    for delivery in Delivery.objects.filter(campaign=campaign):
+        (raw,) = sink.to(delivery.address)
+        header = message_from_bytes(raw, policy=policy.default)["Message-ID"]
+        assert delivery.message_id == header
+    assert Delivery.objects.get(pk=deferred.pk).message_id == first_id
+    assert len(set(Delivery.objects.filter(campaign=campaign).values_list("message_id"))) == 6

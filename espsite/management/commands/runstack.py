@@ -1,4 +1,5 @@
-"""Run the whole platform on loopback: web, Celery workers and beat, and the SMTP sink."""
+"""Run the whole platform on loopback: web, Celery workers and beat, the SMTP sink, the DNS
+sandbox and the inbound listener (bounces, complaints, `mailto:` unsubscribes)."""
 
 import contextlib
 import os
@@ -89,7 +90,10 @@ def _accepts_connections(port: int) -> bool:
 
 
 class Command(BaseCommand):
-    help = "Start the web server, the Celery workers and beat and the SMTP sink; Ctrl-C stops all."
+    help = (
+        "Start the web server, the Celery workers and beat, the SMTP sink, the DNS sandbox "
+        "and the inbound listener; Ctrl-C stops all."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000, help="web port on 127.0.0.1")
@@ -99,6 +103,7 @@ class Command(BaseCommand):
             ("web", port),
             ("SMTP sink", settings.SMTP_SINK_PORT),
             ("DNS sandbox", settings.DNS_SANDBOX_PORT),
+            ("inbound listener", settings.MAILIN_PORT),
         ):
             if not _port_is_free(busy_port):
                 raise CommandError(f"127.0.0.1:{busy_port} ({name}) is already in use.")
@@ -149,12 +154,14 @@ class Command(BaseCommand):
             Child("beat", [*celery, "beat", "-l", "info", "--schedule", schedule]),
             Child("sink", [*manage, "smtp_sink", "--host", "127.0.0.1"]),
             Child("dns", [*manage, "dns_sandbox", "--host", "127.0.0.1"]),
+            Child("mailin", [*manage, "mailin", "--host", "127.0.0.1"]),
         ]
 
     def _wait_for_web(
         self, *, port: int, children: list[Child], stopping: threading.Event
     ) -> Child | None:
-        """Wait until the sign-in page and the sink answer; return a child that died meanwhile."""
+        """Wait until the sign-in page, the sink and the inbound listener answer; return a
+        child that died meanwhile."""
         url = f"http://127.0.0.1:{port}{reverse('accounts:login')}"
         deadline = time.monotonic() + WEB_START_TIMEOUT_SECONDS
         while not stopping.is_set():
@@ -164,9 +171,11 @@ class Command(BaseCommand):
             try:
                 with urllib.request.urlopen(url, timeout=2):
                     pass
-                if _accepts_connections(settings.SMTP_SINK_PORT):
+                if _accepts_connections(settings.SMTP_SINK_PORT) and _accepts_connections(
+                    settings.MAILIN_PORT
+                ):
                     return None
-                raise ConnectionRefusedError("the sink is not listening yet")
+                raise ConnectionRefusedError("the sink or the inbound listener is not up yet")
             except urllib.error.HTTPError as exc:
                 self.stderr.write(f"{url} answers {exc.code}")
                 return None
@@ -191,6 +200,9 @@ class Command(BaseCommand):
             f"  Mail:       SMTP sink on 127.0.0.1:{sink_port}, messages in {var_dir / 'outbox'}",
             f"  DNS:        sandbox on 127.0.0.1:{settings.DNS_SANDBOX_PORT}: sending domains "
             "under .example or .test verify; nothing is looked up off the machine",
+            f"  Inbound:    listener on 127.0.0.1:{settings.MAILIN_PORT} for bounces, "
+            "complaints and mailto: unsubscribes (return-path hosts, "
+            f"{', '.join(settings.MAILIN_FBL_ADDRESSES)})",
         ]
         if (settings.EMAIL_HOST, settings.EMAIL_PORT) not in {
             ("127.0.0.1", sink_port),

@@ -1,0 +1,188 @@
+"""Reading a raw inbound message with the standard library, defensively: any bytes parse,
+text comes out decoded (transfer encoding and charset) and capped, and walking the MIME
+tree is bounded, so that a 10 MB attachment or a malformed tree costs little."""
+
+from __future__ import annotations
+
+import binascii
+import email
+import html
+import quopri
+import re
+from collections.abc import Iterator
+from email import policy
+from email.header import decode_header, make_header
+from email.message import Message
+
+MAX_PARSE_BYTES = 2 * 1024 * 1024  # what comes back is read from the head of the message
+MAX_TEXT_CHARS = 256 * 1024  # of each text part
+MAX_PARTS = 200
+MAX_DEPTH = 8
+
+# Content types whose payload is the message that bounced, not the report about it.
+ORIGINAL_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers")
+
+
+def message_read(raw: bytes) -> Message:
+    """The message of `raw` (compat32 tolerates broken headers best); never raises."""
+    if not isinstance(raw, bytes | bytearray):
+        raw = bytes(str(raw or ""), "utf-8", "replace")
+    head = bytes(raw[:MAX_PARSE_BYTES])
+    try:
+        return email.message_from_bytes(head, policy=policy.compat32)
+    except Exception:
+        return email.message_from_string("", policy=policy.compat32)
+
+
+def header_text(msg: Message, name: str) -> str:
+    """A header decoded (RFC 2047) and unfolded to one line; "" when absent or broken."""
+    try:
+        value = msg.get(name)
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    try:
+        return one_line(_unescaped(str(make_header(decode_header(str(value))))))
+    except Exception:  # noqa: S110 - an unknown charset or a broken encoded word: piece by piece
+        pass
+    try:
+        pieces = [
+            _decode(chunk, charset) if isinstance(chunk, bytes) else chunk
+            for chunk, charset in decode_header(str(value))
+        ]
+        return one_line(_unescaped("".join(pieces)))
+    except Exception:
+        return one_line(_unescaped(str(value)))
+
+
+def _unescaped(text: str) -> str:
+    """8-bit bytes the parser kept as surrogates, read as UTF-8 (else replaced)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeError:
+        return text.encode("utf-8", "replace").decode("utf-8", "replace")
+
+
+def one_line(text: str) -> str:
+    """Whitespace runs (folds included) as single spaces, trimmed."""
+    return re.sub(r"\s+", " ", text or "").strip()
+
+
+def content_type(part: Message) -> str:
+    try:
+        return part.get_content_type().lower()
+    except Exception:
+        return "text/plain"
+
+
+def report_type(msg: Message) -> str:
+    """The report-type parameter of a multipart/report ("delivery-status", ...), or ""."""
+    try:
+        return str(msg.get_param("report-type", "") or "").strip().lower()
+    except Exception:  # a Content-Type broken beyond reading
+        return ""
+
+
+def walk(msg: Message, *, into_originals: bool = True) -> Iterator[tuple[Message, int]]:
+    """(part, depth) for every part, depth-first; depth counts message/rfc822 crossed.
+
+    Without `into_originals`, attached messages are yielded but not entered.
+    """
+    stack: list[tuple[Message, int, int]] = [(msg, 0, 0)]
+    seen = 0
+    while stack and seen < MAX_PARTS:
+        part, depth, nesting = stack.pop()
+        seen += 1
+        yield part, depth
+        if nesting >= MAX_DEPTH:
+            continue
+        ctype = content_type(part)
+        if ctype == "message/delivery-status" or (ctype == "message/rfc822" and not into_originals):
+            continue  # a delivery-status payload is header blocks, not parts
+        try:
+            payload = part.get_payload()
+        except Exception:  # noqa: S112 - an unreadable part has no children to walk
+            continue
+        if not isinstance(payload, list):
+            continue
+        inner_depth = depth + 1 if ctype == "message/rfc822" else depth
+        children = [child for child in payload if isinstance(child, Message)]
+        stack.extend((child, inner_depth, nesting + 1) for child in reversed(children))
+
+
+def _raw_payload_bytes(part: Message, limit: int) -> bytes:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return b""
+    text = str(payload or "")
+    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+    if cte == "base64":
+        chunk = text[: limit * 4 // 3 + 4096]
+        out = bytearray()
+        for line in chunk.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out += binascii.a2b_base64(line.encode("ascii", "replace"))
+            except (binascii.Error, ValueError):
+                continue
+        return bytes(out[:limit])
+    data = text[: limit * 3 if cte == "quoted-printable" else limit]
+    try:
+        raw = data.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = data.encode("utf-8", "replace")
+    if cte == "quoted-printable":
+        raw = quopri.decodestring(raw)
+    return raw[:limit]
+
+
+def _decode(raw: bytes, charset: str | None) -> str:
+    for candidate in (charset, "utf-8"):
+        if not candidate:
+            continue
+        try:
+            return raw.decode(candidate)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return raw.decode("latin-1")
+
+
+def part_text(part: Message, limit: int = MAX_TEXT_CHARS) -> str:
+    """The decoded text of a single (non-multipart) part, at most `limit` characters;
+    HTML is reduced to its text."""
+    try:
+        raw = _raw_payload_bytes(part, limit)
+        try:
+            charset = part.get_content_charset()
+        except Exception:
+            charset = None
+        text = _decode(raw, charset)
+    except Exception:
+        return ""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if content_type(part) == "text/html":
+        text = html_text(text)
+    return text[:limit]
+
+
+def html_text(markup: str) -> str:
+    """Visible text of HTML, with block ends as line breaks."""
+    markup = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", markup)
+    markup = re.sub(r"(?i)<br\s*/?>|</(?:p|div|tr|li|h\d|table|blockquote)\s*>", "\n", markup)
+    markup = re.sub(r"(?s)<[^>]{0,2000}>", " ", markup)
+    text = html.unescape(markup)
+    return "\n".join(" ".join(line.split()) for line in text.split("\n"))
+
+
+def headers_text(msg: Message) -> str:
+    """The headers of a message (or a header block) as "Name: value" lines."""
+    lines = []
+    try:
+        for name, value in msg.items():
+            lines.append(f"{name}: {one_line(str(value))}")
+    except Exception:  # noqa: S110 - keep the headers read before the broken one
+        pass
+    return "\n".join(lines)
