@@ -74,6 +74,11 @@ class Campaign(WorkspaceOwned):
         null=True, blank=True, help_text="When a scheduled campaign starts sending (UTC)."
     )
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Set by an operator when the workspace's campaigns need approval before they start.
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -422,6 +422,40 @@ SENDING_CHUNK_SIZE = env_int("SENDING_CHUNK_SIZE", 200)
 SENDING_TASK_SECONDS = env_float("SENDING_TASK_SECONDS", 1.0)
 SENDING_FANOUT = env_int("SENDING_FANOUT", 4)
 
+# Traffic shaping. Rates are counted in Redis over windows of THROTTLE_WINDOW_SECONDS;
+# a concurrency slot is a lease that lapses after THROTTLE_SLOT_SECONDS unless renewed.
+THROTTLE_WINDOW_SECONDS = env_float("THROTTLE_WINDOW_SECONDS", 60.0)
+THROTTLE_SLOT_SECONDS = env_float("THROTTLE_SLOT_SECONDS", 120.0)
+# Adaptive back-off: a provider's rate is multiplied by this on a rate-limit reply (421,
+# 4.7.x) and recovers by THROTTLE_RECOVERY_STEP of the full rate per clean window.
+THROTTLE_BACKOFF_FACTOR = env_float("THROTTLE_BACKOFF_FACTOR", 0.5)
+THROTTLE_RECOVERY_STEP = env_float("THROTTLE_RECOVERY_STEP", 0.1)
+THROTTLE_MIN_FACTOR = env_float("THROTTLE_MIN_FACTOR", 0.05)
+# Recipient domains' providers are looked up in DNS (MX) when not in the built-in table,
+# and looked up again after this long.
+PROVIDER_MX_MAX_AGE_SECONDS = env_int("PROVIDER_MX_MAX_AGE_SECONDS", 30 * 24 * 3600)
+# Warm-up: the ramp holds (does not advance) while the previous day's rates for a
+# provider are above these (percent).
+WARMUP_HOLD_DEFERRAL_PERCENT = env_float("WARMUP_HOLD_DEFERRAL_PERCENT", 20.0)
+WARMUP_HOLD_BOUNCE_PERCENT = env_float("WARMUP_HOLD_BOUNCE_PERCENT", 5.0)
+WARMUP_HOLD_COMPLAINT_PERCENT = env_float("WARMUP_HOLD_COMPLAINT_PERCENT", 0.1)
+# Recipients who opened or clicked within this many days go first while warming.
+WARMUP_ENGAGED_DAYS = env_int("WARMUP_ENGAGED_DAYS", 90)
+# Batch circuit breaker: the first batch's size, how much each next batch grows, and the
+# platform's thresholds (percent of the batch); workspaces cannot raise them.
+BREAKER_FIRST_BATCH = env_int("BREAKER_FIRST_BATCH", 500)
+BREAKER_GROWTH = env_float("BREAKER_GROWTH", 4.0)
+BREAKER_HARD_BOUNCE_PERCENT = env_float("BREAKER_HARD_BOUNCE_PERCENT", 5.0)
+BREAKER_COMPLAINT_PERCENT = env_float("BREAKER_COMPLAINT_PERCENT", 0.1)
+BREAKER_DEFERRAL_PERCENT = env_float("BREAKER_DEFERRAL_PERCENT", 30.0)
+# Quotas of a new workspace until an operator raises them; the 7-day complaint rate
+# (percent) at which a workspace's sending is suspended automatically.
+SENDING_NEW_WORKSPACE_DAILY_QUOTA = env_int("SENDING_NEW_WORKSPACE_DAILY_QUOTA", 1000)
+SENDING_NEW_WORKSPACE_HOURLY_QUOTA = env_int("SENDING_NEW_WORKSPACE_HOURLY_QUOTA", 200)
+SENDING_COMPLAINT_SUSPEND_PERCENT = env_float("SENDING_COMPLAINT_SUSPEND_PERCENT", 0.3)
+# How long the kill switches and policies are cached by a sending worker (seconds).
+SENDING_POLICY_CACHE_SECONDS = env_float("SENDING_POLICY_CACHE_SECONDS", 2.0)
+
 # Models that belong to no workspace; every other model of the project's apps must inherit
 # accounts.models.WorkspaceOwned (checked at start-up).
 GLOBAL_MODELS = [
@@ -432,6 +466,10 @@ GLOBAL_MODELS = [
     "sending.SendingIp",
     "sending.DnsblZone",
     "sending.DnsblListing",
-    "sending.InboundMessage",  # its workspace is known only once a delivery matches
+    "sending.InboundMessage",
+    "sending.WarmupSchedule",
+    "sending.ProviderLimit",
+    "sending.RecipientDomain",
+    "sending.PlatformSwitch",  # its workspace is known only once a delivery matches
     "contacts.Suppression",  # per workspace, or platform-wide when workspace is empty
 ]

@@ -3,6 +3,13 @@ from sending.models.dnsbl import DnsblListing, DnsblZone
 from sending.models.domains import DkimKey, DomainCheck, RecordState, SendingDomain
 from sending.models.feedback import FeedbackEvent, InboundMessage
 from sending.models.ips import IpPool, SendingIp, WorkspacePool
+from sending.models.shaping import (
+    PlatformSwitch,
+    ProviderLimit,
+    RecipientDomain,
+    SendingPolicy,
+    WarmupSchedule,
+)
 
 __all__ = [
     "CampaignSend",
@@ -15,8 +22,13 @@ __all__ = [
     "FeedbackEvent",
     "InboundMessage",
     "IpPool",
+    "PlatformSwitch",
+    "ProviderLimit",
+    "RecipientDomain",
     "RecordState",
     "SendingDomain",
     "SendingIp",
+    "SendingPolicy",
+    "WarmupSchedule",
     "WorkspacePool",
 ]

@@ -28,6 +28,12 @@ class CampaignSend(WorkspaceOwned):
         blank=True, help_text="The layout as it was when the send started (blank: none)."
     )
     is_paused = models.BooleanField(default=False)
+    pause_reason = models.CharField(max_length=300, blank=True)
+    paused_by_breaker = models.BooleanField(default=False)
+    # The batch circuit breaker: claims stop at batch_limit deliveries until the batch's
+    # outcomes are checked and the next, larger batch is opened.
+    batch_number = models.PositiveSmallIntegerField(default=1)
+    batch_limit = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -83,6 +89,12 @@ class Delivery(WorkspaceOwned):
     bounce_class = models.CharField(max_length=7, choices=BounceClass.choices, blank=True)
     last_response = models.CharField(max_length=500, blank=True)
     message_id = models.CharField(max_length=250, blank=True)
+    provider = models.CharField(
+        max_length=20, blank=True, db_default="", help_text="Destination provider."
+    )
+    source_ip = models.GenericIPAddressField(
+        null=True, blank=True, help_text="The sending IP it left from (mx transport)."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     sent_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)

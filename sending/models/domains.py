@@ -36,6 +36,12 @@ class SendingDomain(WorkspaceOwned):
     last_checked_at = models.DateTimeField(null=True, blank=True)
     first_verified_at = models.DateTimeField(null=True, blank=True)
     broken_at = models.DateTimeField(null=True, blank=True)
+    warmup_started_on = models.DateField(
+        null=True, blank=True, help_text="Day 1 of the domain's warm-up (blank: the first send)."
+    )
+    is_warmed_up = models.BooleanField(
+        default=False, help_text="Past the warm-up, or an established domain: no domain cap."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -19,6 +19,14 @@ class IpPool(models.Model):
     is_default = models.BooleanField(
         default=False, help_text="Used by workspaces that are not assigned a pool."
     )
+    warmup_schedule = models.ForeignKey(
+        "sending.WarmupSchedule",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="pools",
+        help_text="The ramp of this pool's warming IPs (blank: the default schedule).",
+    )
     transport = models.CharField(
         max_length=10,
         blank=True,
@@ -81,6 +89,16 @@ class SendingIp(models.Model):
         max_length=253, blank=True, help_text="Worker host on which the address is bound."
     )
     is_active = models.BooleanField(default=True)
+
+    class State(models.TextChoices):
+        WARMING = "warming", "Warming up"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+
+    state = models.CharField(max_length=10, choices=State.choices, default=State.WARMING)
+    warmup_started_on = models.DateField(
+        null=True, blank=True, help_text="Day 1 of the warm-up (blank: the first send)."
+    )
     ptr_state = models.CharField(max_length=10, default="pending")
     ptr_names = models.JSONField(default=list, blank=True)
     ptr_detail = models.CharField(max_length=500, blank=True)
