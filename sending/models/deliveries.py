@@ -149,6 +149,12 @@ class Delivery(WorkspaceOwned):
                 name="sending_delivery_msgid_idx",
                 condition=~models.Q(message_id=""),
             ),
+            # Warm-up volume of a sending IP per provider and day.
+            models.Index(
+                fields=["source_ip", "provider", "updated_at"],
+                name="sending_delivery_source_ip_idx",
+                condition=models.Q(source_ip__isnull=False),
+            ),
             models.Index(
                 fields=["lease_expires_at"],
                 name="sending_delivery_lease_idx",

@@ -43,6 +43,9 @@ class InboundMessage(models.Model):
     summary = models.JSONField(default=dict, blank=True, help_text="What the parser read.")
     error = models.TextField(blank=True)
     attempt_count = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweep may hand a received row over again."
+    )
     processed_at = models.DateTimeField(null=True, blank=True)
     workspace = models.ForeignKey(
         Workspace, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
