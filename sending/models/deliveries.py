@@ -149,6 +149,12 @@ class Delivery(WorkspaceOwned):
                 name="sending_delivery_msgid_idx",
                 condition=~models.Q(message_id=""),
             ),
+            # A workspace's quota: what it sent in the last hour and day.
+            models.Index(
+                fields=["workspace", "sent_at"],
+                name="sending_delivery_sent_idx",
+                condition=models.Q(sent_at__isnull=False),
+            ),
             # Warm-up volume of a sending IP per provider and day.
             models.Index(
                 fields=["source_ip", "provider", "updated_at"],

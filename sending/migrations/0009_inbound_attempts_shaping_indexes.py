@@ -24,6 +24,14 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="delivery",
             index=models.Index(
+                condition=models.Q(("sent_at__isnull", False)),
+                fields=["workspace", "sent_at"],
+                name="sending_delivery_sent_idx",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="delivery",
+            index=models.Index(
                 condition=models.Q(("source_ip__isnull", False)),
                 fields=["source_ip", "provider", "updated_at"],
                 name="sending_delivery_source_ip_idx",
