@@ -2,8 +2,9 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import sending.models.shaping
 from django.db import migrations, models
+
+import sending.models.shaping
 
 
 class Migration(migrations.Migration):
