@@ -8,6 +8,7 @@ from accounts.audit import audit_record
 from accounts.errors import ApplicationError
 from accounts.mail import templated_mail_send
 from accounts.models import Invitation, Membership, Role, User, Workspace, role_at_least
+from accounts.provisioning import workspace_provisioners
 from accounts.tokens import invitation_token_make
 
 RESERVED_SLUGS = frozenset({"new", "admin", "api", "static", "settings", "w"})
@@ -30,6 +31,8 @@ def workspace_create(*, name: str, owner: User) -> Workspace:
     workspace = Workspace.objects.create(name=name.strip(), slug=_unique_slug(name))
     Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
     audit_record(workspace=workspace, actor=owner, verb="workspace.created", target=workspace)
+    for provision in workspace_provisioners:
+        provision(workspace=workspace)
     return workspace
 
 

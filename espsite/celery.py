@@ -73,6 +73,12 @@ app.conf.beat_schedule = {
         "task": "sending.tasks.inbound_sweep_task",
         "schedule": 60.0,  # INBOUND_SWEEP_SECONDS, applied below
     },
+    # Workspaces whose recipients complain too much stop sending (also checked on each
+    # complaint as it arrives).
+    "sending-complaints-check": {
+        "task": "sending.tasks.workspaces_complaints_check_task",
+        "schedule": 3600.0,
+    },
     "worker-heartbeat-cleanup": {
         "task": "espsite.tasks.heartbeat_prune_task",
         "schedule": 300.0,

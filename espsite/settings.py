@@ -358,6 +358,10 @@ MAILIN_HOST = env_str("MAILIN_HOST", "127.0.0.1")
 MAILIN_PORT = env_int("MAILIN_PORT", 2526)
 MAILIN_MAX_MESSAGE_BYTES = env_int("MAILIN_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
 MAILIN_MAX_CONNECTIONS = env_int("MAILIN_MAX_CONNECTIONS", 100)
+# One client address may hold at most this many of them; and no session lasts longer than
+# MAILIN_SESSION_SECONDS (a client kept alive by NOOPs is told 421 and disconnected).
+MAILIN_MAX_CONNECTIONS_PER_PEER = env_int("MAILIN_MAX_CONNECTIONS_PER_PEER", 10)
+MAILIN_SESSION_SECONDS = env_int("MAILIN_SESSION_SECONDS", 600)
 MAILIN_FBL_ADDRESSES = env_list("MAILIN_FBL_ADDRESSES") or [f"fbl@{SENDING_INBOUND_HOST}"]
 # Received messages not processed after this long are handed to a task again (a lost
 # enqueue); raw inbound mail is deleted after INBOUND_RETENTION_DAYS.
@@ -445,6 +449,8 @@ WARMUP_ENGAGED_DAYS = env_int("WARMUP_ENGAGED_DAYS", 90)
 # platform's thresholds (percent of the batch); workspaces cannot raise them.
 BREAKER_FIRST_BATCH = env_int("BREAKER_FIRST_BATCH", 500)
 BREAKER_GROWTH = env_float("BREAKER_GROWTH", 4.0)
+# Fewer handed-over deliveries than this in a batch are judged together with the rest.
+BREAKER_MIN_SAMPLE = env_int("BREAKER_MIN_SAMPLE", 100)
 BREAKER_HARD_BOUNCE_PERCENT = env_float("BREAKER_HARD_BOUNCE_PERCENT", 5.0)
 BREAKER_COMPLAINT_PERCENT = env_float("BREAKER_COMPLAINT_PERCENT", 0.1)
 BREAKER_DEFERRAL_PERCENT = env_float("BREAKER_DEFERRAL_PERCENT", 30.0)

@@ -1,17 +1,19 @@
 import json
 
 from csp.decorators import csp_update
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET
 
+from accounts.audit import audit_record
 from accounts.errors import ApplicationError
-from sending import outbox
+from campaigns.models import Campaign
+from sending import outbox, policy, warmup
 from sending.models import (
     CampaignSend,
     Delivery,
@@ -22,11 +24,17 @@ from sending.models import (
     FeedbackEvent,
     InboundMessage,
     IpPool,
+    PlatformSwitch,
+    ProviderLimit,
+    RecipientDomain,
     SendingDomain,
     SendingIp,
+    SendingPolicy,
+    WarmupSchedule,
     WorkspacePool,
 )
 from sending.services import monitoring
+from sending.services import policy as policy_services
 
 
 class SendingIpInline(admin.TabularInline):
@@ -248,10 +256,13 @@ class CampaignSendAdmin(ReadOnlyAdmin):
         "excluded_suppressed",
         "excluded_inactive",
         "is_paused",
+        "paused_by_breaker",
+        "batch_number",
         "started_at",
         "finished_at",
     ]
-    list_filter = ["is_paused"]
+    # Operators look for campaigns the circuit breaker paused (pause_reason says why).
+    list_filter = ["paused_by_breaker", "is_paused"]
     search_fields = ["campaign__name", "workspace__name"]
     list_select_related = ["campaign", "workspace"]
 
@@ -377,8 +388,10 @@ class InboundMessageAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Mark ignored")
     def mark_ignored(self, request, queryset):
-        count = queryset.exclude(status=InboundMessage.Status.IGNORED).update(
-            status=InboundMessage.Status.IGNORED, processed_at=timezone.now()
+        from sending.services.inbound import inbound_ignore
+
+        count = inbound_ignore(
+            inbound_ids=list(queryset.values_list("pk", flat=True)), acting_user=request.user
         )
         self.message_user(request, f"Marked {count} message(s) ignored.", messages.SUCCESS)
 
@@ -394,4 +407,250 @@ class FeedbackEventAdmin(ReadOnlyAdmin):
     list_select_related = ["workspace"]
     raw_id_fields = ["delivery", "inbound_message"]
     date_hierarchy = "occurred_at"
+    show_full_result_count = False
+
+
+# --- quotas, approval and kill switches (sending/services/policy.py) ---------------------------
+
+
+@admin.register(SendingPolicy)
+class SendingPolicyAdmin(admin.ModelAdmin):
+    """Operators set a workspace's quotas (0: none), its approval step and its kill switch;
+    the switch goes through the service, so every flip is audited and workers notice it
+    within SENDING_POLICY_CACHE_SECONDS."""
+
+    list_display = [
+        "workspace", "daily_quota", "hourly_quota", "requires_approval", "is_sending_stopped",
+        "stopped_reason", "complaint_limit_percent", "updated_at",
+    ]  # fmt: skip
+    list_filter = ["requires_approval", "is_sending_stopped"]
+    search_fields = ["workspace__name", "workspace__slug"]
+    list_select_related = ["workspace"]
+    autocomplete_fields = ["workspace"]
+    fields = [
+        "workspace", "daily_quota", "hourly_quota", "requires_approval",
+        "complaint_limit_percent", "is_sending_stopped", "stopped_reason", "stopped_at",
+        "reputation", "quota_usage",
+    ]  # fmt: skip
+    readonly_fields = ["stopped_at", "reputation", "quota_usage"]
+    actions = ["stop_sending", "allow_sending", "approval_off"]
+
+    @admin.display(description="Reputation (30 days)")
+    def reputation(self, obj: SendingPolicy) -> str:
+        if obj.pk is None:
+            return "-"
+        found = policy.workspace_reputation(workspace=obj.workspace)
+        return (
+            f"{found.label}: {found.sent} sent, bounces {found.bounce_percent:.2f}%, "
+            f"complaints {found.complaint_percent:.3f}% (warning at "
+            f"{policy.COMPLAINT_WARNING_PERCENT}%, bad at {policy.COMPLAINT_BAD_PERCENT}%)"
+        )
+
+    @admin.display(description="Sent in this hour / today")
+    def quota_usage(self, obj: SendingPolicy) -> str:
+        usage = policy.workspace_quota_usage(workspace_id=obj.workspace_id) if obj.pk else None
+        if usage is None:
+            return "-"
+        return f"{usage.sent_this_hour} this hour, {usage.sent_today} today (UTC)"
+
+    def save_model(self, request, obj: SendingPolicy, form, change: bool) -> None:
+        switch_changed = "is_sending_stopped" in form.changed_data
+        stopped, reason = obj.is_sending_stopped, obj.stopped_reason
+        if switch_changed:
+            obj.is_sending_stopped = not stopped  # the service flips it, with its audit entry
+        super().save_model(request, obj, form, change)
+        settings_changed = [name for name in form.changed_data if name not in _SWITCH_FIELDS]
+        if settings_changed:
+            audit_record(
+                workspace=obj.workspace,
+                actor=request.user,
+                verb="workspace.sending_policy_changed",
+                target=obj,
+                details={name: str(form.cleaned_data[name]) for name in settings_changed},
+            )
+        if switch_changed and stopped:
+            policy_services.workspace_sending_stop(
+                workspace=obj.workspace,
+                reason=reason or f"Stopped by {request.user.email}.",
+                acting_user=request.user,
+            )
+        elif switch_changed:
+            policy_services.workspace_sending_allow(
+                workspace=obj.workspace, acting_user=request.user
+            )
+        obj.refresh_from_db()
+
+    @admin.action(description="Stop sending of the selected workspaces")
+    def stop_sending(self, request, queryset):
+        for row in queryset.select_related("workspace"):
+            policy_services.workspace_sending_stop(
+                workspace=row.workspace,
+                reason=f"Stopped by {request.user.email}.",
+                acting_user=request.user,
+            )
+        self.message_user(request, "Sending stopped.", messages.WARNING)
+
+    @admin.action(description="Allow sending of the selected workspaces")
+    def allow_sending(self, request, queryset):
+        for row in queryset.select_related("workspace"):
+            policy_services.workspace_sending_allow(
+                workspace=row.workspace, acting_user=request.user
+            )
+        self.message_user(request, "Sending allowed.", messages.SUCCESS)
+
+    @admin.action(description="Let campaigns of the selected workspaces start without approval")
+    def approval_off(self, request, queryset):
+        for row in queryset.filter(requires_approval=True).select_related("workspace"):
+            row.requires_approval = False
+            row.save(update_fields=["requires_approval", "updated_at"])
+            audit_record(
+                workspace=row.workspace,
+                actor=request.user,
+                verb="workspace.approval_not_required",
+                target=row,
+            )
+        self.message_user(request, "Their campaigns start without approval now.")
+
+
+_SWITCH_FIELDS = {"is_sending_stopped", "stopped_reason"}
+
+
+@admin.register(PlatformSwitch)
+class PlatformSwitchAdmin(admin.ModelAdmin):
+    """The platform's kill switch: tick it, give the reason, save. No campaign of any
+    workspace claims anything until it is unticked."""
+
+    list_display = ["__str__", "is_sending_stopped", "reason", "changed_at"]
+    fields = ["is_sending_stopped", "reason", "changed_at"]
+    readonly_fields = ["changed_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return not PlatformSwitch.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj: PlatformSwitch, form, change: bool) -> None:
+        if obj.is_sending_stopped:
+            policy_services.platform_sending_stop(
+                reason=obj.reason or f"Stopped by {request.user.email}.", acting_user=request.user
+            )
+        else:
+            policy_services.platform_sending_allow(acting_user=request.user)
+        saved = PlatformSwitch.objects.order_by("pk").first()
+        obj.pk, obj.changed_at = saved.pk, saved.changed_at
+
+
+class ApprovalFilter(admin.SimpleListFilter):
+    title = "approval"
+    parameter_name = "approval"
+
+    def lookups(self, request, model_admin):
+        return [("awaiting", "Awaiting approval"), ("approved", "Approved")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "awaiting":
+            return queryset.filter(pk__in=policy.campaign_list_awaiting_approval().values("pk"))
+        if self.value() == "approved":
+            return queryset.filter(approved_at__isnull=False)
+        return queryset
+
+
+@admin.register(Campaign)
+class CampaignAdmin(ReadOnlyAdmin):
+    """Operators read campaigns here and approve those of workspaces under review
+    (filter "Awaiting approval"); approved campaigns start at the next due scan."""
+
+    list_display = [
+        "name", "workspace", "status", "scheduled_at", "from_email", "approved_at", "approved_by",
+    ]  # fmt: skip
+    list_filter = [ApprovalFilter, "status"]
+    search_fields = ["name", "subject", "workspace__name", "from_email"]
+    list_select_related = ["workspace", "approved_by"]
+    fields = [
+        "name", "workspace", "status", "subject", "from_name", "from_email", "scheduled_at",
+        "approved_at", "approved_by",
+    ]  # fmt: skip
+    readonly_fields = fields
+    actions = ["approve"]
+
+    @admin.action(description="Approve the selected campaigns")
+    def approve(self, request, queryset):
+        approved = 0
+        for campaign in queryset:
+            try:
+                policy_services.campaign_approve(campaign=campaign, acting_user=request.user)
+            except ApplicationError as error:
+                self.message_user(request, f"{campaign}: {error.message}", messages.ERROR)
+            else:
+                approved += 1
+        self.message_user(request, f"Approved {approved} campaign(s).", messages.SUCCESS)
+
+
+# --- warm-up schedules and destination providers (sending/warmup.py, sending/providers.py) ---
+
+
+class WarmupScheduleForm(forms.ModelForm):
+    class Meta:
+        model = WarmupSchedule
+        fields = ["name", "daily_caps", "is_default"]
+        help_texts = {
+            "daily_caps": "Day 1's cap first, such as [50, 100, 500, 1000]: positive whole "
+            "numbers that never decrease. Past the last day there is no cap."
+        }
+
+    def clean_daily_caps(self):
+        return warmup.schedule_caps_validate(self.cleaned_data.get("daily_caps"))
+
+
+@admin.register(WarmupSchedule)
+class WarmupScheduleAdmin(admin.ModelAdmin):
+    form = WarmupScheduleForm
+    list_display = ["name", "is_default", "days", "first_cap", "last_cap", "created_at"]
+    search_fields = ["name"]
+
+    @admin.display(description="Days")
+    def days(self, schedule: WarmupSchedule) -> int:
+        return len(schedule.daily_caps or [])
+
+    @admin.display(description="Day 1")
+    def first_cap(self, schedule: WarmupSchedule):
+        return (schedule.daily_caps or [None])[0]
+
+    @admin.display(description="Last day")
+    def last_cap(self, schedule: WarmupSchedule):
+        return (schedule.daily_caps or [None])[-1]
+
+
+class ProviderLimitForm(forms.ModelForm):
+    class Meta:
+        model = ProviderLimit
+        fields = ["provider", "messages_per_minute", "max_connections", "messages_per_connection"]
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in ("messages_per_minute", "max_connections", "messages_per_connection"):
+            if cleaned.get(name) == 0:
+                self.add_error(name, "Must be at least 1 (a provider is stopped in the queue).")
+        return cleaned
+
+
+@admin.register(ProviderLimit)
+class ProviderLimitAdmin(admin.ModelAdmin):
+    form = ProviderLimitForm
+    list_display = ["provider", "messages_per_minute", "max_connections", "messages_per_connection"]
+    list_editable = ["messages_per_minute", "max_connections", "messages_per_connection"]
+
+    def get_changelist_form(self, request, **kwargs):
+        return super().get_changelist_form(request, form=ProviderLimitForm, **kwargs)
+
+
+@admin.register(RecipientDomain)
+class RecipientDomainAdmin(ReadOnlyAdmin):
+    """The MX look-ups' cache (sending/providers.py): a row older than
+    PROVIDER_MX_MAX_AGE_SECONDS is looked up again by the next send to its domain."""
+
+    list_display = ["domain", "provider", "mx_hosts", "checked_at"]
+    list_filter = ["provider"]
+    search_fields = ["domain"]
     show_full_result_count = False

@@ -52,3 +52,21 @@ class SendingConfig(AppConfig):
 
         if campaign_render_bytes not in outgoing.message_renderers:
             outgoing.message_renderers.append(campaign_render_bytes)
+
+        # Kill switches and quotas: no claim while a switch is on or the quota is used up.
+        from accounts.provisioning import workspace_provisioners
+        from sending.pipeline import claim_limits
+        from sending.policy import policy_claim_limit
+        from sending.services.policy import sending_policy_create
+
+        if policy_claim_limit not in claim_limits:
+            claim_limits.append(policy_claim_limit)
+        workspace_provisioners.register(sending_policy_create)
+
+        # The batch circuit breaker: claims stop at the open batch's limit until the batch
+        # has been judged.
+        from sending import pipeline
+        from sending.breaker import breaker_claim_limit
+
+        if breaker_claim_limit not in pipeline.claim_limits:
+            pipeline.claim_limits.append(breaker_claim_limit)

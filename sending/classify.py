@@ -23,6 +23,7 @@ inserting rules (see `rules_insert`).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -51,7 +52,12 @@ def status_refined(status: str, text: str) -> str:
     if not status:
         return codes[0] if codes else ""
     if status.endswith(".0.0"):
-        return next((code for code in codes if not code.endswith(".0.0")), status)
+        # a wrapper's own generic "5.1.0 - Unknown address error" gives way to the remote's
+        # specific "5.7.1" quoted after it
+        return next(
+            (code for code in codes if not code.endswith(".0")),
+            next((code for code in codes if not code.endswith(".0.0")), status),
+        )
     if status.endswith(".0"):
         prefix = status[:-1]
         return next((code for code in codes if code.startswith(prefix) and code != status), status)
@@ -80,11 +86,23 @@ class Rule:
             raise ValueError(f"Rule {self.name!r} needs codes, a pattern or both.")
         object.__setattr__(self, "_regex", re.compile(self.pattern, re.I) if self.pattern else None)
 
-    def matches(self, enhanced: str, text: str) -> bool:
+    def matches(self, enhanced: str, text: str, context: str = "") -> bool:
+        """Whether the code and the text (or `context`, read as if it followed the text)
+        match."""
         if self.codes and not any(_code_matches(code, enhanced) for code in self.codes):
             return False
         regex = self._regex  # type: ignore[attr-defined]
-        return regex is None or regex.search(text) is not None
+        if regex is None:
+            return True
+        return _found(regex, text) or (bool(context) and _found(regex, context))
+
+
+@functools.lru_cache(maxsize=1024)
+def _found(regex: re.Pattern, text: str) -> bool:
+    """A rule's search, cached: the recipients of one bounce message share its context
+    (its own words, read for each of them) and often their reply, and a search of every
+    rule costs microseconds per character."""
+    return regex.search(text) is not None
 
 
 def _code_matches(rule_code: str, enhanced: str) -> bool:
@@ -117,7 +135,8 @@ RULES: list[Rule] = [
         pattern=(
             r"reputation|\bsender score|\bTSS\d\d|\bcomplaints?\b|unexpected volume"
             r"|rate limit|too many (?:messages|connections)|sending rate|receiving mail at a rate"
-            r"|\brate[- ]limited|\bthrottl|too many (?!hops\b|messages (?:on|in) )\w+|\bTS0\d\b"
+            r"|\brate[- ]limited|\bthrottl|\bTS0\d\b"
+            r"|too many (?!hops\b|recipients\b|messages (?:on|in) )\w+"
             r"|temporarily (?:deferred|rate|limited)|\btoo (?:fast|frequent)"
             r"|(?:daily|hourly) (?:relay |sending |message )?(?:quota|limit)"
             r"|(?:relay|sending) (?:quota|limit) (?:reached|exceeded)"
@@ -142,7 +161,7 @@ RULES: list[Rule] = [
         BLOCK,
         pattern=(
             r"sender address rejected|sender (?:is )?(?:denied|rejected|blocked)"
-            r"|sender verif\w* failed|verification failed for|domain of sender|bad sender"
+            r"|sender verif\w{0,12} failed|verification failed for|domain of sender|bad sender"
             r"|relay(?:ing)? (?:access )?(?:denied|not permitted|not allowed)"
             r"|unable to relay|not permitted to relay|client host rejected|reverse dns"
             r"|\bptr\b|\brdns\b|\bhelo\b|\behlo\b|not allowed to send"
@@ -160,7 +179,7 @@ RULES: list[Rule] = [
         BLOCK,
         pattern=r"\bpolic(?:y|ies)\b|\bblocked\b|\bprohibited\b|administrative prohibition"
         r"|recipient preferences|not accepting (?:any )?mail|only accepting mail from"
-        r"|refused to receive|user reject",
+        r"|refused to receive|user reject|permission to (?:post|send)",
     ),
     # --- soft: the mailbox exists but cannot take this message now -------------------------
     Rule(
@@ -168,16 +187,19 @@ RULES: list[Rule] = [
         SOFT,
         pattern=(
             r"mailbox (?:is )?full|over ?quota|quota (?:exceeded|full)"
-            r"|exceed\w* (?:the |its |his )?(?:storage|quota)|insufficient (?:system )?storage"
+            r"|exceed\w{0,10} (?:the |its |his )?(?:storage|quota)|insufficient (?:system )?storage"
             r"|out of storage"
             r"|mailbox size limit|storage (?:space|limit)|not enough (?:disk |storage )?space"
             r"|over (?:the |their |his |her |its |allowed |storage |disk )*quota"
             r"|(?:mail ?box|inbox|account|disk|mail ?folder)\b[^.\n]{0,30}"
             r"\b(?:is full|full\b|quota)"
             r"|quota\b[^.\n]{0,20}\b(?:exceed|reached|full|violation)|full mailbox"
-            r"|\bmailbox\b[^.]{0,15}exceed|exceed\w*[^.\n]{0,30}\b(?:storage|quota)\b"
+            r"|\bmailbox\b[^.]{0,15}exceed|exceed\w{0,10}[^.\n]{0,30}\b(?:storage|quota)\b"
             r"|\bdisc quota|enough space|space has been used up|exceeding receiving limits"
             r"|too many messages (?:on|in) "
+            r"|bo[iî]te (?:aux lettres )?(?:du destinataire )?pleine|casella (?:postale )?piena"
+            r"|buz[oó]n (?:lleno|completo)|caixa (?:postal )?(?:cheia|lotada)"
+            r"|postfach (?:ist )?voll"
         ),
     ),
     Rule(
@@ -188,6 +210,8 @@ RULES: list[Rule] = [
             r"|too much mail data|message length exceeds|exceeds (?:the )?maximum|too large"
         ),
     ),
+    # a limit of the message, like its size (X.5.3): neither the address nor our reputation
+    Rule("too many recipients", SOFT, pattern=r"too many recipients"),
     Rule("mail loop", SOFT, pattern=r"mail loop|loop detected|too many hops|hop count"),
     Rule(
         "temporary dns failure",
@@ -207,7 +231,7 @@ RULES: list[Rule] = [
             r"|no mailbox|doesn'?t have an? [\w.-]+ account|unknown or illegal alias"
             r"|(?:account|mailbox|user|address)\b[^.]{0,40}\bdisabled"
             r"|(?:mailbox|account) (?:is )?(?:inactive|no longer (?:active|available))"
-            r"|recip\w*notfound|unknown (?:local[- ]part|mailbox|address|account)"
+            r"|recip\w{0,20}notfound|unknown (?:local[- ]part|mailbox|address|account)"
             r"|no account (?:by|for)"
             r"|no such (?:person|account)|not a known user|\bnot exists?\b|\binactive\b"
             r"|(?:account|mailbox|address|user|recipient)\b[^.\n]{0,40}\b(?:deactivated|suspended"
@@ -232,6 +256,17 @@ RULES: list[Rule] = [
             r"|(?:recipient|user|account|address) \S+ (?:was )?not found"
             # Postfix access maps and Microsoft 365 refuse unknown recipients this way
             r"|recipient address rejected: access denied"
+            # the same in the languages bounces are written in most
+            r"|usu[aá]rio (?:inexistente|desconhecido)"
+            r"|usuario (?:desconocido|inexistente|no existe)"
+            r"|utente (?:inesistente|sconosciuto)|destinatario (?:inesistente|sconosciuto)"
+            r"|benutzer (?:ist )?unbekannt|unbekannte[rn]? (?:empf[aä]nger|benutzer)"
+            r"|onbekende (?:gebruiker|ontvanger)|destinataire inconnu|adresse inconnue"
+            r"|(?:postfach|empf[aä]nger|adresse|mailbox|benutzer) existiert nicht"
+            r"|(?:utilisateur|destinataire|adresse|bo[iî]te)[^.\n]{0,20} n'existe pas"
+            r"|(?:destinatario|usuario|buz[oó]n|cuenta) no existe"
+            r"|(?:caixa|conta|usu[aá]rio) n[aã]o existe"
+            r"|(?:utente|casella|indirizzo) non esiste"
         ),
     ),
     Rule(
@@ -248,6 +283,8 @@ RULES: list[Rule] = [
             r"|unknown domain|account or domain may not exist"
             r"|host (?:/domain )?does not accept mail"
             r"|no mx records? (?:found )?for|domain is not reachable"
+            r"|mx records? points? to non-?existent hosts?"
+            r"|(?:does|do) not (?:appear|seem) to be registered|domain (?:is )?not registered"
         ),
     ),
     # --- codes whose meaning is clear on its own ---------------------------------------------
@@ -308,10 +345,10 @@ def rules_insert(rule: Rule, *, before: str) -> None:
     RULES.insert(names.index(before), rule)
 
 
-def rule_of(*, enhanced: str, text: str) -> Rule | None:
+def rule_of(*, enhanced: str, text: str, context: str = "") -> Rule | None:
     """The first rule of RULES that matches, or None."""
     for rule in RULES:
-        if rule.matches(enhanced, text or ""):
+        if rule.matches(enhanced, text or "", context):
             return rule
     return None
 
@@ -323,7 +360,12 @@ def bounce_class_of(*, enhanced: str, text: str) -> tuple[str, str]:
 
 
 def feedback_class_of(
-    *, enhanced: str = "", text: str = "", code: int | None = None, delayed: bool = False
+    *,
+    enhanced: str = "",
+    text: str = "",
+    code: int | None = None,
+    delayed: bool = False,
+    context: str = "",
 ) -> tuple[str, str]:
     """(class, rule name) of a recipient a bounce message reports (DSN or not).
 
@@ -331,10 +373,15 @@ def feedback_class_of(
     is "unknown": the report said nothing we can act on. A delayed recipient is soft, or
     block when the reason is about us (reputation, rate, policy, a 421 4.7.x throttle).
     A generic enhanced code gives way to a more specific one of the text (`status_refined`).
+    `context` (the words around the reply) is read as if it followed the text; each
+    rule's search of it is cached, so a bounce naming many recipients reads it once.
     """
+    rule_text = text or ""
+    text = f"{rule_text}\n{context}" if context else rule_text
     enhanced = status_refined(enhanced, text)
-    rule = rule_of(enhanced=enhanced, text=text) or next(
-        (rule for rule in FEEDBACK_CODE_RULES if rule.matches(enhanced, text or "")), None
+    rule = rule_of(enhanced=enhanced, text=rule_text, context=context) or next(
+        (rule for rule in FEEDBACK_CODE_RULES if rule.matches(enhanced, rule_text, context)),
+        None,
     )
     if delayed:
         # still being retried: soft, unless the words (or a 421 4.7.x, the usual throttle)

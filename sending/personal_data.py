@@ -3,12 +3,13 @@ servers' replies about it (which often quote the address), the feedback events r
 bounces, complaints and ESP webhooks, and the raw inbound mail they came in (which quotes
 the address, and often the message sent to it). Discovered by compliance."""
 
+import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Concat
+from django.db.models import F, Func, Q, TextField, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from accounts.models import Workspace
@@ -37,6 +38,40 @@ def _inbound(workspace: Workspace, delivery_ids: list[int]):
         Q(workspace=workspace, delivery__in=delivery_ids)
         | Q(pk__in=events.values("inbound_message"))
     )
+
+
+def _unmatched_inbound_ids(email: str) -> list[int]:
+    """Stored mail tied to no workspace (unknown or forged tokens, mail not understood)
+    that names the address: its envelope, or its raw bytes. Bounded: only such rows, and
+    only those retention has not deleted yet; the raw bytes are searched as text by
+    PostgreSQL (its escape encoding keeps ASCII as it is), then each candidate is checked
+    here for the whole address (not "richard@" for "hard@")."""
+    address = email.strip().lower()
+    since = timezone.now() - timedelta(days=settings.INBOUND_RETENTION_DAYS)
+    whole = re.compile(
+        rb"(?<![a-z0-9._%+=-])" + re.escape(address.encode()) + rb"(?![a-z0-9-]|\.[a-z0-9])",
+        re.IGNORECASE,
+    )
+    candidates = (
+        InboundMessage.objects.filter(workspace__isnull=True, received_at__gte=since)
+        .alias(
+            raw_text=Func(F("raw"), Value("escape"), function="encode", output_field=TextField()),
+            recipients_text=Cast("recipients", TextField()),
+        )
+        .filter(
+            Q(mail_from__iexact=address)
+            | Q(recipients_text__icontains=address)
+            | Q(raw_text__icontains=address)
+        )
+        .values_list("pk", "mail_from", "recipients", "raw")
+    )
+    return [
+        pk
+        for pk, mail_from, recipients, raw in candidates.iterator(chunk_size=20)
+        if mail_from.strip().lower() == address
+        or address in [str(r).strip().strip("<>").lower() for r in recipients or []]
+        or whole.search(bytes(raw or b""))
+    ]
 
 
 def export(*, workspace: Workspace, email: str) -> dict[str, list[dict]]:
@@ -112,6 +147,8 @@ def erase(*, workspace: Workspace, email: str) -> None:
     # Read before the deliveries lose their address.
     delivery_ids = list(deliveries.values_list("pk", flat=True))
     _inbound(workspace, delivery_ids).delete()
+    if "@" in email:  # never a search for less than an address
+        InboundMessage.objects.filter(pk__in=_unmatched_inbound_ids(email)).delete()
     _redact_feedback(_feedback(workspace, email, delivery_ids))
     _redact(deliveries)
 

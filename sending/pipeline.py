@@ -25,8 +25,10 @@ from accounts.models import User
 from campaigns.models import Campaign
 from campaigns.scheduling import campaign_list_due
 from contacts.models import Contact
+from sending.breaker import breaker_batch_open_next
 from sending.message import BuildError, CampaignMessageBuilder
 from sending.models import CampaignSend, Delivery, IpPool, WorkspacePool
+from sending.policy import campaign_awaits_approval
 from sending.services.deliveries import (
     Claim,
     Outcome,
@@ -38,7 +40,7 @@ from sending.services.deliveries import (
     deliveries_return_unsent,
     send_start,
 )
-from sending.services.feedback import hard_bounce_apply
+from sending.services.feedback import hard_bounce_apply, smtp_outcomes_record
 from sending.transports import transport_for
 from sending.transports.base import Envelope, Result, TransportConfigError
 
@@ -83,6 +85,8 @@ def campaigns_start_due(*, now: dt.datetime | None = None) -> list[int]:
     """Snapshot every scheduled campaign whose time has come; the ids started."""
     started = []
     for campaign in campaign_list_due(now=now or timezone.now()):
+        if campaign_awaits_approval(campaign=campaign):
+            continue  # stays scheduled; starts on the scan after an operator approves it
         try:
             send_start(campaign=campaign)
         except ApplicationError as error:
@@ -217,7 +221,8 @@ def _record_through_outage(*, claim: Claim, outcomes: list[tuple[Delivery, Outco
 
 
 def _after_outcomes(outcomes: list[tuple[Delivery, Outcome]], campaign: Campaign) -> None:
-    """Facts other apps read: last_sent_at on contacts; hard bounces suppress the address."""
+    """Facts other apps read: last_sent_at on contacts; refusals in the session become
+    feedback events (soft ones counted by the soft-bounce rule); hard bounces suppress."""
     now = timezone.now()
     sent_contacts = [d.contact_id for d, o in outcomes if o.state == State.SENT and d.contact_id]
     if sent_contacts:
@@ -229,6 +234,7 @@ def _after_outcomes(outcomes: list[tuple[Delivery, Outcome]], campaign: Campaign
                 delivery=delivery,
                 source=f"{campaign.name}: {outcome.smtp_code or ''} {outcome.response}",
             )
+    smtp_outcomes_record(campaign=campaign, outcomes=outcomes)
 
 
 # --- finishing and controls ---------------------------------------------------------------
@@ -258,22 +264,30 @@ def _locked_send(campaign: Campaign) -> tuple[Campaign, CampaignSend]:
 
 
 @transaction.atomic
-def campaign_pause(*, campaign: Campaign, acting_user: User | None, reason: str = "") -> None:
-    """Stop new claims at once; chunks already handed over finish."""
+def campaign_pause(
+    *, campaign: Campaign, acting_user: User | None, reason: str = "", by_breaker: bool = False
+) -> None:
+    """Stop new claims at once; chunks already handed over finish. The reason is shown on
+    the campaign's page; `by_breaker`: the batch circuit breaker paused it."""
     locked, send = _locked_send(campaign)
     if locked.status != Campaign.Status.SENDING:
         raise ApplicationError("Only a sending campaign can be paused.")
     send.is_paused = True
-    send.save(update_fields=["is_paused"])
+    send.pause_reason = reason[:300]
+    send.paused_by_breaker = by_breaker
+    send.save(update_fields=["is_paused", "pause_reason", "paused_by_breaker"])
     locked.status = Campaign.Status.PAUSED
     locked.updated_at = timezone.now()
     locked.save(update_fields=["status", "updated_at"])
+    details = {"reason": reason} if reason else {}
+    if by_breaker:
+        details["by_breaker"] = True
     audit_record(
         workspace=locked.workspace,
         actor=acting_user,
         verb="campaign.paused",
         target=locked,
-        details={"reason": reason} if reason else None,
+        details=details or None,
     )
 
 
@@ -282,8 +296,15 @@ def campaign_resume(*, campaign: Campaign, acting_user: User | None) -> None:
     locked, send = _locked_send(campaign)
     if locked.status != Campaign.Status.PAUSED:
         raise ApplicationError("Only a paused campaign can be resumed.")
+    if send.paused_by_breaker:
+        # Someone has looked at the breaker's reason: the batch it judged is not judged
+        # again, the next one opens.
+        breaker_batch_open_next(send=send)
     send.is_paused = False
-    send.save(update_fields=["is_paused"])
+    send.pause_reason = ""
+    send.paused_by_breaker = False
+    fields = ["is_paused", "pause_reason", "paused_by_breaker", "batch_number", "batch_limit"]
+    send.save(update_fields=fields)
     locked.status = Campaign.Status.SENDING
     locked.updated_at = timezone.now()
     locked.save(update_fields=["status", "updated_at"])

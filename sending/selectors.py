@@ -229,6 +229,13 @@ def return_path_host_exists(*, host: str) -> bool:
     ).exists()
 
 
+def return_path_host_list() -> list[str]:
+    """Every host return_path_host_exists accepts, sorted: what a Postfix in front of the
+    listener must relay to it (`manage.py mailin --print-postfix-domains`)."""
+    rows = SendingDomain.objects.values_list("return_path_subdomain", "domain")
+    return sorted({f"{subdomain}.{domain}".lower() for subdomain, domain in rows})
+
+
 # --- A delivery's story and a campaign's feedback -------------------------------------------
 
 

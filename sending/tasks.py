@@ -110,6 +110,14 @@ def deliveries_sweep_task() -> dict:
 
 
 @shared_task(acks_late=True)
+def workspaces_complaints_check_task() -> list[int]:
+    """Periodic: suspend the sending of workspaces whose 7-day complaint rate is too high."""
+    from sending.services.policy import workspaces_complaints_check
+
+    return workspaces_complaints_check()
+
+
+@shared_task(acks_late=True)
 def inbound_process_task(inbound_id: int) -> str:
     """Read one stored inbound message and act on it (bounce, complaint, unsubscribe)."""
     from sending.services.inbound import inbound_process
@@ -120,11 +128,8 @@ def inbound_process_task(inbound_id: int) -> str:
 
 @shared_task(acks_late=True)
 def inbound_sweep_task() -> int:
-    """Periodic: inbound messages still waiting after INBOUND_SWEEP_SECONDS (a lost
-    enqueue, a bounce whose delivery was in flight) are handed to a task again."""
-    from sending.services.inbound import inbound_ids_due
+    """Periodic: received inbound messages whose next_attempt_at has come (a lost
+    enqueue, a killed worker, a bounce whose delivery was in flight) go to a task again."""
+    from sending.services.inbound import inbound_sweep
 
-    ids = inbound_ids_due()
-    for inbound_id in ids:
-        transaction.on_commit(lambda inbound_id=inbound_id: inbound_process_task.delay(inbound_id))
-    return len(ids)
+    return inbound_sweep()

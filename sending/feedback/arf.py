@@ -22,6 +22,8 @@ _COMPLAINT_SUBJECT = re.compile(
     r"|marked as (?:spam|junk)|junk mail report",
     re.I,
 )
+_BOUNCE_WORDS = re.compile(r"undeliver|delivery|failure|returned", re.I)
+_NOT_TYPE_CHARS = re.compile(r"[^a-z0-9_-]")
 
 
 def _feedback_fields(part: Message) -> dict[str, str]:
@@ -79,7 +81,7 @@ def complaint_fields(msg: Message, *, has_status_part: bool) -> dict[str, str] |
         attached
         and not has_status_part
         and _COMPLAINT_SUBJECT.search(header_text(msg, "Subject"))
-        and not re.search(r"undeliver|delivery|failure|returned", header_text(msg, "Subject"), re.I)
+        and not _BOUNCE_WORDS.search(header_text(msg, "Subject"))
     ):
         fields, detector = {}, "complaint"
     else:
@@ -100,7 +102,7 @@ def complaint_fields(msg: Message, *, has_status_part: bool) -> dict[str, str] |
     return {
         **fields,
         "detector": detector,
-        "feedback_type": re.sub(r"[^a-z0-9_-]", "", feedback_type)[:40] or "abuse",
+        "feedback_type": _NOT_TYPE_CHARS.sub("", feedback_type)[:40] or "abuse",
         "recipient": recipient,
     }
 

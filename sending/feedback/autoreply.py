@@ -39,10 +39,12 @@ _CHALLENGE = re.compile(
     r"|awaiting (?:your )?(?:verification|approval)|is requesting (?:your )?verification"
     r"|mailbox is protected|pending (?:your )?(?:verification|approval)"
     r"|approve (?:this|your) (?:sender|message)"
-    r"|\bsecure ?mail\b.*\bverif|antispam (?:verification|protection)",
+    r"|\bsecure ?mail\b.{0,200}\bverif|antispam (?:verification|protection)",
     re.I,
 )
-_CHALLENGE_SENDERS = re.compile(r"boxbe|spamarrest|sanebox|mailchannels.*verif|bluebottle", re.I)
+_CHALLENGE_SENDERS = re.compile(
+    r"boxbe|spamarrest|sanebox|mailchannels.{0,200}verif|bluebottle", re.I
+)
 
 
 def auto_reply_signal(msg: Message) -> tuple[str, str]:

@@ -93,6 +93,9 @@ def recipients_of_fields(text: str) -> list[DsnRecipient]:
         original = address_of(block.get("original-recipient", ""))
         actual = address_of(block.get("x-actual-recipient", ""))
         status = _STATUS.search(block.get("status", ""))
+        if original and final and original.lower() != final.lower():
+            # an alias or forward rewrote the address: the one we sent to is the original
+            final = original
         found.append(
             DsnRecipient(
                 address=final or original or actual,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from sending.feedback.mime import one_line
+from sending.feedback.mime import MAX_LINE_CHARS, bounded, one_line
 
 ADDRESS = re.compile(
     r"(?<![\w.!#$%&'*+/=?^`{|}~-])"
@@ -26,7 +26,7 @@ def field_blocks(text: str) -> list[dict[str, str]]:
     blocks: list[dict[str, str]] = []
     current: dict[str, str] = {}
     last_key = ""
-    for line in (text or "").split("\n"):
+    for line in bounded(text).split("\n"):
         line = line.rstrip("\r")
         if not line.strip():
             if current:
@@ -34,7 +34,8 @@ def field_blocks(text: str) -> list[dict[str, str]]:
             current, last_key = {}, ""
             continue
         if line[:1] in (" ", "\t") and last_key:
-            current[last_key] = f"{current[last_key]} {line.strip()}".strip()
+            if len(current[last_key]) < MAX_LINE_CHARS:  # thousands of folds: no quadratic join
+                current[last_key] = f"{current[last_key]} {line.strip()}".strip()
             continue
         match = _FIELD.match(line)
         if not match:
@@ -51,7 +52,9 @@ def field_blocks(text: str) -> list[dict[str, str]]:
         last_key = key
     if current:
         blocks.append(current)
-    return [{key: one_line(value) for key, value in block.items()} for block in blocks]
+    return [
+        {key: one_line(value)[:MAX_LINE_CHARS] for key, value in block.items()} for block in blocks
+    ]
 
 
 def untyped(value: str) -> str:

@@ -3,9 +3,10 @@
 It takes mail for the return-path hosts of sending domains (VERP bounces and the
 List-Unsubscribe `mailto:` addresses) and for MAILIN_FBL_ADDRESSES (ARF complaints), and
 for no other domain: it is never an open relay. Each accepted message is written to the
-database (an InboundMessage row, committed) before the 250 goes out, so a message the
-sender considers delivered is never lost; only then is a task asked to process it. A
-failed enqueue is only logged: the inbound sweep hands received rows to a task again.
+database (an InboundMessage row, committed by sending.services.inbound.inbound_store)
+before the 250 goes out, so a message the sender considers delivered is never lost; only
+then is a task asked to process it. A failed enqueue is only logged: the inbound sweep
+hands received rows to a task again.
 
 Recipients accepted at a return-path host (anything else there is 550 5.1.1):
     bounces+<token>@, unsubscribe+<token>@   VERP; a forged token is still accepted, the
@@ -20,20 +21,22 @@ connections at STORE_THREADS).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from django.conf import settings
-from django.db import close_old_connections, connections, transaction
+from django.db import close_old_connections, connections
 
 from sending import verp
-from sending.models import InboundMessage
 from sending.selectors import return_path_host_exists
+from sending.services.inbound import inbound_store
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,11 @@ RELAY_DENIED = "550 5.7.1 Relaying denied: this server takes mail for its own do
 NO_MAILBOX = "550 5.1.1 No such mailbox here"
 TOO_MANY_RECIPIENTS = f"452 4.5.3 Too many recipients (at most {MAX_RECIPIENTS} a message)"
 TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, try again later\r\n"
+TOO_MANY_FROM_PEER = b"421 4.7.0 Too many connections from your address, try again later\r\n"
+SESSION_EXPIRED = b"421 4.4.2 Session time limit exceeded, closing connection\r\n"
+# A session over its time while a message is being received or stored is given this much
+# more, again and again, rather than cut between the commit and its 250 (a duplicate).
+SESSION_EXPIRY_RETRY_SECONDS = 1.0
 STORE_FAILED = "451 4.3.0 Temporary failure storing the message, try again later"
 
 
@@ -60,11 +68,23 @@ class MailinHandler:
         self,
         *,
         max_connections: int,
+        max_connections_per_peer: int | None = None,
+        session_seconds: float | None = None,
         log: Callable[[str], None] | None = None,
         host_cache_seconds: float = HOST_CACHE_SECONDS,
     ) -> None:
         self.max_connections = max_connections
-        self.open_connections = 0  # touched on the event-loop thread only
+        self.max_connections_per_peer = (
+            settings.MAILIN_MAX_CONNECTIONS_PER_PEER
+            if max_connections_per_peer is None
+            else max_connections_per_peer
+        )
+        self.session_seconds = (
+            settings.MAILIN_SESSION_SECONDS if session_seconds is None else session_seconds
+        )
+        # Touched on the event-loop thread only.
+        self.open_connections = 0
+        self.peer_connections: Counter[str] = Counter()
         self.fbl_addresses = frozenset(a.strip().lower() for a in settings.MAILIN_FBL_ADDRESSES)
         self.log = log or logger.info
         self.host_cache_seconds = host_cache_seconds
@@ -170,26 +190,67 @@ def _inbound_store(fields: dict) -> int:
     # A connection broken since the last message (a database restart) is replaced here
     # rather than failing this message too.
     close_old_connections()
-    with transaction.atomic():
-        inbound = InboundMessage.objects.create(**fields)
-    try:
-        from sending.tasks import inbound_process_task
-
-        inbound_process_task.delay(inbound.pk)
-    except Exception:
-        # Stored and committed: the periodic inbound sweep enqueues it again.
-        logger.exception("mailin: #%s stored but not enqueued", inbound.pk)
-    return inbound.pk
+    return inbound_store(**fields).pk
 
 
 class MailinSMTP(SMTP):
-    """aiosmtpd's SMTP session, counting open connections for the handler's limit."""
+    """aiosmtpd's SMTP session with the listener's limits: open connections counted (overall
+    and per client address) and a deadline on the whole session."""
+
+    _peer_ip: str | None = None
+    _deadline: asyncio.TimerHandle | None = None
+    _in_data = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        handler = self.event_handler
+        peer = transport.get_extra_info("peername")
+        peer_ip = peer[0] if isinstance(peer, tuple) else str(peer or "")
+        if handler.peer_connections[peer_ip] >= handler.max_connections_per_peer:
+            # One address cannot take every slot: the others' bounces still get in.
+            transport.write(TOO_MANY_FROM_PEER)
+            transport.close()
+            return
+        handler.peer_connections[peer_ip] += 1
+        self._peer_ip = peer_ip
+        super().connection_made(transport)
+        self._deadline = self.loop.call_later(handler.session_seconds, self._session_expired)
+
+    def _session_expired(self) -> None:
+        """The command timeout is reset by every command (NOOPs included); this is not."""
+        if self.transport is None:
+            return
+        if self._in_data:
+            self._deadline = self.loop.call_later(
+                SESSION_EXPIRY_RETRY_SECONDS, self._session_expired
+            )
+            return
+        logger.warning("mailin: session of %s over its time limit, closed", self._peer_ip)
+        self.transport.write(SESSION_EXPIRED)
+        self.transport.close()
+
+    @functools.wraps(SMTP.smtp_DATA)  # keeps aiosmtpd's syntax marks (HELP, dispatch)
+    async def smtp_DATA(self, arg: str) -> None:
+        self._in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
 
     def connection_lost(self, error: Exception | None) -> None:
+        handler = self.event_handler
         try:
-            super().connection_lost(error)
+            if self._peer_ip is not None:
+                # Refused connections never started a session: nothing of aiosmtpd's to end.
+                if self._deadline is not None:
+                    self._deadline.cancel()
+                super().connection_lost(error)
         finally:
-            self.event_handler.open_connections -= 1
+            handler.open_connections -= 1
+            if self._peer_ip is not None:
+                handler.peer_connections[self._peer_ip] -= 1
+                if handler.peer_connections[self._peer_ip] <= 0:
+                    del handler.peer_connections[self._peer_ip]
+                self._peer_ip = None
 
 
 class _TooBusy(asyncio.Protocol):
@@ -244,6 +305,8 @@ def mailin_start(
     port: int,
     max_message_bytes: int | None = None,
     max_connections: int | None = None,
+    max_connections_per_peer: int | None = None,
+    session_seconds: float | None = None,
     timeout: float = COMMAND_TIMEOUT_SECONDS,
     log: Callable[[str], None] | None = None,
 ) -> MailinController:
@@ -252,6 +315,8 @@ def mailin_start(
         max_connections=(
             settings.MAILIN_MAX_CONNECTIONS if max_connections is None else max_connections
         ),
+        max_connections_per_peer=max_connections_per_peer,
+        session_seconds=session_seconds,
         log=log,
     )
     controller = MailinController(

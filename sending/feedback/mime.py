@@ -1,6 +1,9 @@
 """Reading a raw inbound message with the standard library, defensively: any bytes parse,
 text comes out decoded (transfer encoding and charset) and capped, and walking the MIME
-tree is bounded, so that a 10 MB attachment or a malformed tree costs little."""
+tree is bounded, so that a 10 MB attachment or a malformed tree costs little.
+
+Anyone can mail the listener, so every text the parser's patterns read goes through
+`bounded` here: at most MAX_TEXT_CHARS, no line longer than MAX_LINE_CHARS."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from email.header import decode_header, make_header
 from email.message import Message
 
 MAX_PARSE_BYTES = 2 * 1024 * 1024  # what comes back is read from the head of the message
-MAX_TEXT_CHARS = 256 * 1024  # of each text part
+MAX_TEXT_CHARS = 256 * 1024  # of each text part, and of the texts of a message together
+MAX_LINE_CHARS = 4096  # a longer line is cut: no bounce states a recipient past that
 MAX_PARTS = 200
 MAX_DEPTH = 8
 
@@ -34,14 +38,33 @@ def message_read(raw: bytes) -> Message:
         return email.message_from_string("", policy=policy.compat32)
 
 
+def bounded(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """`text` cut to `limit` characters and its lines to MAX_LINE_CHARS: the one cap on
+    what the parser's regular expressions read, so hostile input stays cheap."""
+    text = (text or "")[:limit]
+    if len(text) <= MAX_LINE_CHARS:
+        return text
+    lines = text.split("\n")
+    if max(map(len, lines)) <= MAX_LINE_CHARS:
+        return text
+    return "\n".join(line[:MAX_LINE_CHARS] for line in lines)
+
+
 def header_text(msg: Message, name: str) -> str:
-    """A header decoded (RFC 2047) and unfolded to one line; "" when absent or broken."""
+    """A header decoded (RFC 2047) and unfolded to one line, at most MAX_LINE_CHARS; ""
+    when absent or broken."""
     try:
         value = msg.get(name)
     except Exception:
         return ""
     if value is None:
         return ""
+    # a folded header may be long: decoding reads only what would be kept
+    value = str(value)[: MAX_LINE_CHARS * 4]
+    return _header_decoded(value)[:MAX_LINE_CHARS]
+
+
+def _header_decoded(value: str) -> str:
     try:
         return one_line(_unescaped(str(make_header(decode_header(str(value))))))
     except Exception:  # noqa: S110 - an unknown charset or a broken encoded word: piece by piece
@@ -66,7 +89,7 @@ def _unescaped(text: str) -> str:
 
 def one_line(text: str) -> str:
     """Whitespace runs (folds included) as single spaces, trimmed."""
-    return re.sub(r"\s+", " ", text or "").strip()
+    return _WHITESPACE.sub(" ", text or "").strip()
 
 
 def content_type(part: Message) -> str:
@@ -165,24 +188,74 @@ def part_text(part: Message, limit: int = MAX_TEXT_CHARS) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if content_type(part) == "text/html":
         text = html_text(text)
-    return text[:limit]
+    return bounded(text, limit)
+
+
+# Tag contents exclude "<": a scan from one "<" stops at the next, whatever the markup.
+_MAILTO_LINK = re.compile(
+    r"<a\b[^<>]{0,500}?href\s*=\s*[\"']?mailto:([^\"'?<>\s]{3,254})"
+    r"(?:[\"'?\s][^<>]{0,500})?>(.{0,500}?)</a\s*>",
+    re.I | re.S,
+)
+_TAG = re.compile(r"<[^<>]{0,2000}>")
+_INNER_TAG = re.compile(r"<[^<>]{0,500}>")
+_LINE_BREAK = re.compile(r"<br\s*/?>|</(?:p|div|tr|li|h\d|table|blockquote)\s*>", re.I)
+_HIDDEN_OPEN = re.compile(r"<(script|style|head)\b", re.I)
+_HIDDEN_CLOSE = {name: re.compile(rf"</{name}\s*>", re.I) for name in ("script", "style", "head")}
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _mailto_shown(match: re.Match) -> str:
+    """A mailto link that shows a name ("Jo Smith"): the name and the address, which an
+    NDR written in HTML may give nowhere else."""
+    address, shown = match.group(1), match.group(2)
+    if "@" in _INNER_TAG.sub("", shown):
+        return shown
+    return f"{shown} &lt;{html.escape(html.unescape(address))}&gt;"  # unescaped after tags go
+
+
+def _without_hidden(markup: str) -> str:
+    """Markup without its script, style and head elements. A lazy `<script.*?</script>`
+    rescans the rest of the text from every unclosed opener; this looks for each closer
+    once."""
+    out: list[str] = []
+    position = 0
+    unclosed: set[str] = set()
+    while match := _HIDDEN_OPEN.search(markup, position):
+        name = match.group(1).lower()
+        close = None if name in unclosed else _HIDDEN_CLOSE[name].search(markup, match.end())
+        if close is None:
+            unclosed.add(name)
+            out.append(markup[position : match.end()])
+            position = match.end()
+            continue
+        out.append(markup[position : match.start()] + " ")
+        position = close.end()
+    out.append(markup[position:])
+    return "".join(out)
 
 
 def html_text(markup: str) -> str:
     """Visible text of HTML, with block ends as line breaks."""
-    markup = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", markup)
-    markup = re.sub(r"(?i)<br\s*/?>|</(?:p|div|tr|li|h\d|table|blockquote)\s*>", "\n", markup)
-    markup = re.sub(r"(?s)<[^>]{0,2000}>", " ", markup)
+    markup = _without_hidden(markup)
+    markup = _MAILTO_LINK.sub(_mailto_shown, markup)
+    markup = _LINE_BREAK.sub("\n", markup)
+    markup = _TAG.sub(" ", markup)
     text = html.unescape(markup)
     return "\n".join(" ".join(line.split()) for line in text.split("\n"))
 
 
 def headers_text(msg: Message) -> str:
-    """The headers of a message (or a header block) as "Name: value" lines."""
+    """The headers of a message (or a header block) as "Name: value" lines, bounded."""
     lines = []
+    size = 0
     try:
         for name, value in msg.items():
-            lines.append(f"{name}: {one_line(str(value))}")
+            line = f"{name}: {one_line(str(value)[: MAX_LINE_CHARS * 4])}"[:MAX_LINE_CHARS]
+            lines.append(line)
+            size += len(line) + 1
+            if size > MAX_TEXT_CHARS:
+                break
     except Exception:  # noqa: S110 - keep the headers read before the broken one
         pass
-    return "\n".join(lines)
+    return bounded("\n".join(lines))

@@ -17,9 +17,10 @@ database, never raises (a parser error becomes kind "unknown" with a note).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import Message
 
 from sending.classify import enhanced_code_of, feedback_class_of, status_refined
@@ -29,7 +30,9 @@ from sending.feedback.autoreply import STRONG, WEAK, auto_reply_signal
 from sending.feedback.dsn import DsnRecipient, dsn_recipients, recipients_of_fields
 from sending.feedback.fields import ADDRESS, reply_text, untyped
 from sending.feedback.mime import (
+    MAX_LINE_CHARS,
     ORIGINAL_TYPES,
+    bounded,
     content_type,
     header_text,
     headers_text,
@@ -45,8 +48,10 @@ from sending.feedback.original import (
     verp_addresses_in,
 )
 from sending.feedback.plaintext import (
+    MAX_FINDINGS,
     TextFinding,
     describe,
+    expansions_resolved,
     global_reply,
     is_delayed,
     is_system_address,
@@ -60,6 +65,7 @@ from sending.feedback.ses import SesNotification, ses_notification
 logger = logging.getLogger(__name__)
 
 FLUFL_BYTES = 64 * 1024
+FLUFL_LINES = 1500  # its detectors run dozens of patterns on each line
 
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|returned mail|mail delivery (?:failed|failure|system|problem)"
@@ -92,17 +98,28 @@ _BOUNCE_TEXT = re.compile(
 _SMTP_REPLY = re.compile(
     r"(?<![\w.#:/+-])[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}|(?<![\w.])[45]\d\d [A-Za-z<]"
 )
+_MAILER_FROM_LINE = re.compile(
+    r"^[ \t>]*from:[^\n]{0,500}?(?:mailer-daemon|postmaster|mail delivery)", re.I | re.M
+)
+_DSN_FIELD_LINE = re.compile(r"^(?:final|original)-recipient[ \t]*:", re.I | re.M)
 
 
 def feedback_parse(raw: bytes) -> r.FeedbackReport:
     """Read one inbound message; never raises."""
     try:
-        return _parse(message_read(raw), nesting=0, head=bytes(raw[:FLUFL_BYTES]))
+        return _parse(message_read(raw), nesting=0, head=_flufl_head(raw))
     except RecursionError:
         return r.FeedbackReport(kind=r.UNKNOWN, notes=("parser error: nesting too deep",))
     except Exception as exc:
         logger.exception("feedback_parse failed")
         return r.FeedbackReport(kind=r.UNKNOWN, notes=(f"parser error: {type(exc).__name__}",))
+
+
+def _flufl_head(raw: bytes) -> bytes:
+    """What flufl.bounce reads: the head of the message, in lines and in bytes, with each
+    line cut to MAX_LINE_CHARS."""
+    lines = bytes(raw[:FLUFL_BYTES]).split(b"\n")[:FLUFL_LINES]
+    return b"\n".join(line[:MAX_LINE_CHARS] for line in lines)
 
 
 def _address(value: str) -> str:
@@ -157,18 +174,24 @@ def _classified(
 ) -> r.RecipientReport:
     if action == r.DELIVERED_ACTION:
         return r.RecipientReport(address, action, "", status, diagnostic, remote_mta, "")
+    status, bounce_class, rule = _class_of(status, diagnostic, action == r.DELAYED, context)
+    return r.RecipientReport(address, action, bounce_class, status, diagnostic, remote_mta, rule)
+
+
+@functools.lru_cache(maxsize=256)
+def _class_of(status: str, diagnostic: str, delayed: bool, context: str) -> tuple[str, str, str]:
+    """(refined status, class, rule). Cached: the recipients of one bounce often share
+    their reply and always their context, and each reading runs every rule."""
     status = status_refined(status, diagnostic)
-    bounce_class, rule = feedback_class_of(
-        enhanced=status, text=diagnostic, delayed=action == r.DELAYED
-    )
+    bounce_class, rule = feedback_class_of(enhanced=status, text=diagnostic, delayed=delayed)
     if not rule and context:
         # the reply named no reason: the bounce's own words may ("mailbox is full")
         retry_class, retry_rule = feedback_class_of(
-            enhanced=status, text=f"{diagnostic}\n{context}", delayed=action == r.DELAYED
+            enhanced=status, text=diagnostic, context=context, delayed=delayed
         )
         if retry_rule:
             bounce_class, rule = retry_class, retry_rule
-    return r.RecipientReport(address, action, bounce_class, status, diagnostic, remote_mta, rule)
+    return status, bounce_class, rule
 
 
 def _dsn_report(groups: list[DsnRecipient], context: _Context) -> list[r.RecipientReport]:
@@ -307,10 +330,7 @@ def _forwarded_bounce(quoted_text: str) -> bool:
     """Whether the quoted part of a message is a bounce (its From a mailer, its words a
     bounce's)."""
     head = quoted_text[:5000]
-    return bool(
-        re.search(r"(?im)^[ \t>]*from:.*(?:mailer-daemon|postmaster|mail delivery)", head)
-        and _BOUNCE_TEXT.search(head)
-    )
+    return bool(_MAILER_FROM_LINE.search(head) and _BOUNCE_TEXT.search(head))
 
 
 def _bounce_evidence(msg: Message, *, has_status_part: bool, report_text: str) -> tuple[bool, bool]:
@@ -333,12 +353,15 @@ def _bounce_evidence(msg: Message, *, has_status_part: bool, report_text: str) -
 
 def _parse(msg: Message, *, nesting: int, head: bytes | None) -> r.FeedbackReport:
     groups, has_status_part, status_depth = dsn_recipients(msg)
+    capped = len(groups) > MAX_FINDINGS
+    groups = groups[:MAX_FINDINGS]
     if status_depth > 0:
         # the DSN is inside an attached message: a bounce forwarded as an attachment
         attached = _attached_bounce(msg, nesting)
         if attached is not None:
             return attached
-    report_text, quoted_text = split_original("\n\n".join(_texts(msg)))
+    report_text, quoted_text = split_original(bounded("\n\n".join(_texts(msg))))
+    report_text = expansions_resolved(report_text)
     original = original_of(msg, quoted_text=quoted_text)
     verp = verp_addresses_in(
         headers_text(original) if original is not None else "",
@@ -355,6 +378,8 @@ def _parse(msg: Message, *, nesting: int, head: bytes | None) -> r.FeedbackRepor
         "verp_addresses": verp,
         "notes": ("the quoted original is itself a bounce",) if _is_bounce_shaped(original) else (),
     }
+    if capped:
+        common["notes"] = (*common["notes"], f"only the first {MAX_FINDINGS} recipients read")
 
     # 1. a complaint
     complaint = complaint_fields(msg, has_status_part=has_status_part)
@@ -371,6 +396,7 @@ def _parse(msg: Message, *, nesting: int, head: bytes | None) -> r.FeedbackRepor
     # an Amazon SES notification mailed by SNS: JSON in the body
     ses = ses_notification(report_text[:100_000])
     if ses is not None and ses.recipients:
+        ses = replace(ses, recipients=ses.recipients[:MAX_FINDINGS])
         return _ses_report(ses, common)
 
     # 2. an automatic reply, unless something says it is a bounce
@@ -402,7 +428,7 @@ def _parse(msg: Message, *, nesting: int, head: bytes | None) -> r.FeedbackRepor
 
     # 3. a DSN (or the DSN fields a broken one wrote into its text part)
     detector = "RFC 3464"
-    if not groups and re.search(r"(?im)^(?:final|original)-recipient\s*:", report_text):
+    if not groups and _DSN_FIELD_LINE.search(report_text):
         groups = [group for group in recipients_of_fields(report_text) if group.address]
         detector = "RFC 3464 fields in text"
     if groups:
@@ -432,6 +458,8 @@ def _parse(msg: Message, *, nesting: int, head: bytes | None) -> r.FeedbackRepor
             return attached
         if context.original_to and context.original_to.lower() not in excluded:
             addresses, detector = [context.original_to], "quoted original"
+        elif subject_address := _subject_recipient(common["subject"], excluded):
+            addresses, detector = [subject_address], "subject"
     if not addresses:
         item = _classified(
             address=None,
@@ -474,7 +502,7 @@ def _text_recipients(
         match.group(1) for match in ADDRESS.finditer(header_text(msg, "X-Failed-Recipients"))
     ]
     if failed_header:
-        return list(dict.fromkeys(failed_header)), "X-Failed-Recipients", action
+        return list(dict.fromkeys(failed_header))[:MAX_FINDINGS], "X-Failed-Recipients", action
     if findings:
         return list(dict.fromkeys(item.address for item in findings)), "text", action
     temporary, permanent = _flufl_recipients(head)
@@ -485,7 +513,7 @@ def _text_recipients(
     ]
     if candidates and temporary and not permanent:
         action = r.DELAYED
-    return list(dict.fromkeys(candidates)), "flufl.bounce", action
+    return list(dict.fromkeys(candidates))[:MAX_FINDINGS], "flufl.bounce", action
 
 
 def _text_recipient(address: str, action: str, count: int, context: _Context) -> r.RecipientReport:
@@ -505,6 +533,19 @@ def _text_recipient(address: str, action: str, count: int, context: _Context) ->
         remote_mta=(text.remote_mta if text else "") or context.remote_mta,
         context=context.report_text[:2000],
     )
+
+
+def _subject_recipient(subject: str, excluded: set[str]) -> str:
+    """The one address a bounce's subject names ("Undeliverable mail to x@example.org"),
+    when its text and quoted original name none."""
+    if not _BOUNCE_SUBJECT.search(subject):
+        return ""
+    found = {
+        match.group(1)
+        for match in ADDRESS.finditer(subject)
+        if match.group(1).lower() not in excluded and not is_system_address(match.group(1))
+    }
+    return found.pop() if len(found) == 1 else ""
 
 
 def _lines_of(text: str, address: str) -> list[int]:

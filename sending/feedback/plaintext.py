@@ -12,15 +12,21 @@ and Message-IDs.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from dataclasses import dataclass, field
 
 from sending.feedback.fields import ADDRESS, reply_text
 
+# Patterns here read lines of at most MAX_LINE_CHARS (sending.feedback.mime.bounded) and
+# are written so that none backtracks more than linearly: no two adjacent quantifiers
+# over overlapping classes ("[ \t>|]*[-=_*~#]*[ \t]*" on a line of blanks is quadratic),
+# windows bounded ("{0,80}"), searches that could start anywhere anchored by a literal.
+
 # Where the quoted original begins in a bounce's text.
 _ORIGINAL_MARKER = re.compile(
-    r"^[ \t>|]*[-=_*~#]*[ \t]*(?:"
+    r"^[ \t>|]*(?:[-=_*~#]+[ \t]*)?(?:"
     r"original message(?: follows| headers?| text| details)?"
     r"|(?:a )?copy of (?:the |your )?(?:original )?message"
     r"|below this line is a copy of the message|this is a copy of the message"
@@ -65,7 +71,7 @@ _RESPONSE_MARKER = re.compile(
     r"|response (?:from the remote server )?was|response was|remote (?:host|server) said"
     r"|reason|diagnostic[- ]code|error|the error (?:was|is)|remote server replied"
     r"|server replied|smtp error|because|(?:for )?the following reasons?"
-    r"|(?:error|failure|delivery) (?:details|description|reason)|details|problem)\s*:?\s*$",
+    r"|(?:error|failure|delivery) (?:details|description|reason)|details|problem)\s*(?::\s*)?$",
     re.I,
 )
 _REMOTE = [
@@ -88,7 +94,7 @@ _SYSTEM_LOCAL = re.compile(
 _SENDER_CONTEXT = re.compile(
     r"(?:mail from|from|sender|return-path|reply-to|message-id|references|in-reply-to"
     r"|envelope-from|mailfrom|header\.from|errors-to|resent-from|x-sender|helo|ehlo|by|"
-    r"content-id|list-unsubscribe|smtp\.mailfrom|originator|id)\s*[:=]?\s*[<\"'(]?\s*$",
+    r"content-id|list-unsubscribe|smtp\.mailfrom|originator|id)\s*(?:[:=]\s*)?(?:[<\"'(]\s*)?$",
     re.I,
 )
 _HEADER_LINE = re.compile(
@@ -109,6 +115,32 @@ _PERMANENT = re.compile(
 )
 
 
+# The start of a recipient's block in a list ("<addr>: ...", "addr: ...").
+_RECIPIENT_START = re.compile(r"^\s*<?[^\s<>@]+@[^\s<>@]+?>?\s*:(?:\s|$)")
+# A label just before an address ("Recipient :", "받는 사람 :"), in any language.
+_LABEL_BEFORE = re.compile(r"[^\W\d][^:\uff1a<>@]{0,30}[:\uff1a]\s*(?:[<\[\"']\s*)?$")
+_RCPT_TO_BEFORE = re.compile(r"rcpt to:?\s*<?$")
+_RCPT_TO_ARROWS = re.compile(r"^\s*[<>]{3}\s*rcpt", re.I)
+_ONLY_PUNCTUATION = re.compile(r"[<\s*•·\-\"'(]*(?:mailto:)?")
+_REPEATED_ADDRESS = re.compile(r"[(<\[]\s*(?:mailto:|smtp:)?([^\s()<>\[\]]{1,320})\s*[)>\]]", re.I)
+_SENDER_AFTER = re.compile(r"^\W{0,6}(?:[\w ]{0,20} )?sender\b", re.I)
+_RECIPIENT_WORD_BEFORE = re.compile(
+    r"(?:^|\s)(?:to|for|recipient|address|user|mailbox)\s*(?::\s*)?<?\"?$", re.I
+)
+_HEADING_LINE = re.compile(r"^\s*[-=*_#]{3}.*[-=*_#]{3}\s*$")
+_DELAY_SUBJECT = re.compile(r"\bdelay|\bwarning\b|still being retried|not delivered yet", re.I)
+_FAILURE_SUBJECT = re.compile(r"fail|undeliver|returned", re.I)
+
+# At most this many recipients per message (we send each message to one recipient: more
+# is a list or an attack), and this many address occurrences read to find them.
+MAX_FINDINGS = 100
+MAX_ADDRESS_MATCHES = 2000
+# The text read around an address to judge it.
+_CONTEXT_CHARS = 256
+# The lines naming one address that describe() reads for its diagnostic.
+_OCCURRENCES_READ = 10
+
+
 @dataclass
 class TextFinding:
     address: str
@@ -125,6 +157,23 @@ def split_original(text: str) -> tuple[str, str]:
     if not match:
         return text or "", ""
     return text[: match.start()], text[match.start() :]
+
+
+# An address starts only where a token does (the lookbehind) and its parts hold no "@", so
+# a run of thousands of non-blank characters is read once, not from each of its positions.
+_EXPANDED = re.compile(
+    r"(?<![^\s<>()\"])<?[^\s<>()\"@]{1,64}@[^\s<>()\"@]{1,255}>?[ \t]*"
+    r"\(expanded from:?[ \t]*<?([^\s<>()\"@]{1,64}@[^\s<>()\"@]{1,255})>?\)",
+    re.I,
+)
+
+
+def expansions_resolved(report: str) -> str:
+    """ "<local@host> (expanded from <addr>)" as "<addr>": the address we sent to, not the
+    alias or forward the receiver expanded it to (Postfix, Sendmail)."""
+    if "(expanded from" not in (report or "").lower():
+        return report or ""
+    return _EXPANDED.sub(r"<\1>", report)
 
 
 def later_sections(quoted: str) -> list[str]:
@@ -151,42 +200,70 @@ def _looks_like_message_id(address: str) -> bool:
     )
 
 
-def _line_score(line: str, start: int, end: int, address: str) -> tuple[int, str]:
-    """How much the line around an address says the address is a recipient."""
-    before, after = line[:start], line[end:]
+class _Line:
+    """One line of a report, with what the scoring of each of its addresses asks about
+    the whole line worked out once (a line may hold thousands of addresses)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._reply: bool | None = None
+        self._failure: bool | None = None
+        self.is_header = bool(_HEADER_LINE.match(text))
+        self.indent = len(text) - len(text.lstrip())
+        arrows = _RCPT_TO_ARROWS.match(text)  # ">>> RCPT TO:<addr>" of a transcript
+        self.rcpt_arrows_end = arrows.end() if arrows else None
+
+    @property
+    def has_reply(self) -> bool:
+        if self._reply is None:
+            self._reply = bool(_REPLY.search(self.text))
+        return self._reply
+
+    @property
+    def has_failure(self) -> bool:
+        if self._failure is None:
+            self._failure = bool(_FAILURE_WORDS.search(self.text))
+        return self._failure
+
+
+def _without_prefix(text: str, prefix: str) -> str:
+    return text[len(prefix) :] if text[: len(prefix)].lower() == prefix.lower() else text
+
+
+def _line_score(line: _Line, start: int, end: int, address: str) -> tuple[int, str]:
+    """How much the line around an address says the address is a recipient (what is
+    next to it decides: only _CONTEXT_CHARS either side are read)."""
+    text = line.text
+    before = text[max(0, start - _CONTEXT_CHARS) : start]
+    after = text[end : end + _CONTEXT_CHARS]
     stripped_before = before.strip().lower()
-    if re.search(r"rcpt to:?\s*<?$", stripped_before) or re.search(
-        r"^[<>]{3}\s*rcpt", stripped_before
-    ):
+    arrows_end = line.rcpt_arrows_end
+    if _RCPT_TO_BEFORE.search(stripped_before) or (arrows_end is not None and arrows_end <= start):
         return 4, "RCPT TO"
-    if _SENDER_CONTEXT.search(before) or _HEADER_LINE.match(line):
+    if _SENDER_CONTEXT.search(before) or line.is_header:
         # "To:" of a quoted header block is not a recipient line of the report
         return -1, ""
     tail = after.lstrip(">").strip()
-    if re.fullmatch(r"[<\s*•·\-\"'(]*(?:mailto:)?", stripped_before or "") is not None:
+    alone = start - _CONTEXT_CHARS <= line.indent  # nothing but blanks before the window
+    if alone and _ONLY_PUNCTUATION.fullmatch(stripped_before) is not None:
         if tail.startswith(":") or tail.startswith("..."):
             return 4, "recipient line"
-        rest = re.sub(r"^\s*[)\]>\"']*", "", tail)
-        rest = re.sub(
-            r"^[(<\[]\s*(?:mailto:|smtp:)?" + re.escape(address) + r"\s*[)>\]]",
-            "",
-            rest,
-            flags=re.I,
-        )
-        rest = re.sub(r"^<mailto:" + re.escape(address) + r">", "", rest, flags=re.I)
+        rest = tail.lstrip().lstrip(")]>\"'")
+        repeated = _REPEATED_ADDRESS.match(rest)
+        if repeated and repeated.group(1).lower() == address.lower():
+            rest = rest[repeated.end() :]
+        rest = _without_prefix(rest, f"<mailto:{address}>")
         if not rest.strip(" .,;:"):
             return 3, "address line"
         if _REPLY.search(rest) or _FAILURE_WORDS.search(rest):
             return 3, "address with reason"
-    if re.match(r"\W{0,6}(?:[\w ]{0,20} )?sender\b", tail, re.I):
+    if _SENDER_AFTER.match(tail):
         return -1, ""  # "<x>... Sender ok", "<x>: Sender address rejected": the sender
-    if _REPLY.search(line):
+    if line.has_reply:
         return 2, "reply line"
-    if re.search(
-        r"(?:^|\s)(?:to|for|recipient|address|user|mailbox)\s*:?\s*<?\"?$", before, re.I
-    ) and _FAILURE_WORDS.search(line):
+    if _RECIPIENT_WORD_BEFORE.search(before) and line.has_failure:
         return 3, "failure sentence"
-    if _FAILURE_WORDS.search(line):
+    if line.has_failure:
         return 1, "failure words"
     return 0, ""
 
@@ -196,21 +273,42 @@ def _excluded(address: str, excluded: set[str]) -> bool:
     return lowered in excluded or _looks_like_message_id(lowered)
 
 
+def _labelled(lines: list[str], index: int, before: str) -> bool:
+    """An address after a label ("To :", "Empfänger:", "받는 사람 :") whose next lines
+    state a reply or a failure: the recipient of a bounce written in any language."""
+    if not _LABEL_BEFORE.search(before) or _HEADER_LINE.match(lines[index]):
+        return False
+    following = [line for line in lines[index + 1 : index + 4] if line.strip()][:2]
+    return any(_REPLY.search(line) or _FAILURE_WORDS.search(line) for line in following)
+
+
 def recipients_in(report: str, *, excluded: set[str]) -> list[TextFinding]:
-    """Recipient addresses stated by a bounce's report text, best evidence first."""
+    """Recipient addresses stated by a bounce's report text, in the order of the text
+    (at most MAX_FINDINGS, from the first MAX_ADDRESS_MATCHES addresses)."""
     lines = report.split("\n")
     findings: dict[str, TextFinding] = {}
     intro_until = -1
-    for index, line in enumerate(lines):
-        if _INTRO.search(line):
+    budget = MAX_ADDRESS_MATCHES
+    for index, text in enumerate(lines):
+        if budget <= 0:
+            break
+        if _INTRO.search(text):
             intro_until = index + 12
-        for match in ADDRESS.finditer(line):
+        line = _Line(text)
+        for match in ADDRESS.finditer(text):
+            budget -= 1
+            if budget < 0:
+                break
             address = match.group(1)
             if _excluded(address, excluded):
                 continue
             score, evidence = _line_score(line, match.start(1), match.end(1), address)
             if score < 0:
                 continue
+            if score == 0 and _labelled(
+                lines, index, text[max(0, match.start(1) - _CONTEXT_CHARS) : match.start(1)]
+            ):
+                score, evidence = 2, "labelled address"
             if index <= intro_until and score >= 0:
                 score, evidence = max(score, 2) + 1, evidence or "after intro"
             if is_system_address(address) and score < 4:
@@ -221,7 +319,8 @@ def recipients_in(report: str, *, excluded: set[str]) -> list[TextFinding]:
             if finding is None:
                 findings[key] = TextFinding(address, score, evidence, lines=[index])
             else:
-                finding.lines.append(index)
+                if finding.lines[-1] != index:
+                    finding.lines.append(index)
                 if score > finding.score:
                     finding.score, finding.evidence = score, evidence
     ranked = sorted(findings.values(), key=lambda item: -item.score)
@@ -231,7 +330,7 @@ def recipients_in(report: str, *, excluded: set[str]) -> list[TextFinding]:
     threshold = 2 if best >= 2 else best
     if threshold <= 0:
         return []
-    chosen = [item for item in ranked if item.score >= threshold]
+    chosen = [item for item in ranked if item.score >= threshold][:MAX_FINDINGS]
     return sorted(chosen, key=lambda item: item.lines[0])
 
 
@@ -255,6 +354,8 @@ def _paragraph(lines: list[str], start: int, column: int = 0, limit: int = 8) ->
             break
         if _indent(line) < indent or ADDRESS.fullmatch(line.strip().strip("<>:;,. ")):
             break
+        if _indent(line) <= indent and _RECIPIENT_START.match(line):
+            break  # "<next@example.org>: host ... said:": the next recipient's block
         collected.append(line)
     return _join(collected)
 
@@ -270,11 +371,17 @@ def _reply_column(line: str) -> int | None:
     return len(line) - len(line.lstrip())
 
 
-def reply_near(lines: list[str], start: int, stop: int) -> str:
-    """The first SMTP reply (code and its text) in lines[start:stop], on one line."""
+def reply_near(
+    lines: list[str], start: int, stop: int, columns: dict[int, int | None] | None = None
+) -> str:
+    """The first SMTP reply (code and its text) in lines[start:stop], on one line.
+    `columns` keeps each line's reply column across calls on the same lines."""
+    columns = {} if columns is None else columns
     for index in range(start, min(stop, len(lines))):
         line = lines[index]
-        column = _reply_column(line)
+        if index not in columns:
+            columns[index] = _reply_column(line)
+        column = columns[index]
         if column is not None:
             return _paragraph(lines, index, column)
         if _RESPONSE_MARKER.match(line):
@@ -310,7 +417,7 @@ def _reason_after(lines: list[str], first: int, address: str) -> str:
                 break
             continue
         bare = line.strip().strip("<>():;,. ")
-        if re.fullmatch(r"\s*[-=*_#]{3,}.*[-=*_#]{3,}\s*", line):
+        if _HEADING_LINE.fullmatch(line):
             heading = True  # "----- Non-delivered information -----": its text follows
             continue
         if bare.lower() == address.lower() or ADDRESS.fullmatch(bare):
@@ -325,27 +432,42 @@ def _reason_after(lines: list[str], first: int, address: str) -> str:
 
 
 def describe(report: str, findings: list[TextFinding]) -> None:
-    """Fill each finding's diagnostic and remote MTA from the lines near its address."""
+    """Fill each finding's diagnostic and remote MTA from the lines near its address.
+
+    Reads at most 14 lines after each of the first _OCCURRENCES_READ lines naming an
+    address, and each line's reply once, so that the work grows with the findings (at
+    most MAX_FINDINGS), not with findings times lines."""
     lines = report.split("\n")
     starts = sorted({line for finding in findings for line in finding.lines})
-    for finding in findings:
+    lowered_lines: dict[int, str] = {}
+    columns: dict[int, int | None] = {}
+
+    def lowered_line(index: int) -> str:
+        if index not in lowered_lines:
+            lowered_lines[index] = lines[index].lower()
+        return lowered_lines[index]
+
+    for finding in findings[:MAX_FINDINGS]:
         lowered = finding.address.lower()
         reason = ""
-        for first in finding.lines:
-            others = [
-                line for line in starts if line > first and lowered not in lines[line].lower()
-            ]
-            stop = min(others[0] if others else first + 14, first + 14)
+        for first in finding.lines[:_OCCURRENCES_READ]:
+            # up to the next line that names another recipient, 14 lines at most
+            stop = first + 14
+            for at in range(bisect.bisect_right(starts, first), len(starts)):
+                other = starts[at]
+                if other >= stop:
+                    break
+                if lowered not in lowered_line(other):
+                    stop = other
+                    break
             line = lines[first]
-            position = line.lower().find(lowered)
+            position = lowered_line(first).find(lowered)
             same_line = line[position + len(finding.address) :] if position >= 0 else ""
             column = _reply_column(same_line)
             if column is not None:
-                candidate = _paragraph(
-                    [*lines[:first], same_line, *lines[first + 1 :]], first, column
-                )
+                candidate = _paragraph([same_line, *lines[first + 1 : first + 8]], 0, column)
             else:
-                candidate = reply_near(lines, first + 1, stop)
+                candidate = reply_near(lines, first + 1, stop, columns)
             if candidate:
                 finding.diagnostic = candidate
                 finding.remote_mta = finding.remote_mta or remote_mta_in(
@@ -381,7 +503,7 @@ def global_reply(report: str) -> str:
 
 def is_delayed(subject: str, report: str) -> bool:
     """A delay warning ("will retry", "Delivery Status Notification (Delay)")."""
-    if re.search(r"\bdelay|\bwarning\b|still being retried|not delivered yet", subject, re.I):
-        return not re.search(r"fail|undeliver|returned", subject, re.I)
+    if _DELAY_SUBJECT.search(subject):
+        return not _FAILURE_SUBJECT.search(subject)
     head = report[:3000]
     return bool(_DELAYED.search(head)) and not _PERMANENT.search(head)

@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass
 
 _START = re.compile(r'\{\s*"(?:notificationType|eventType|Type)"')
-_RECIPIENT = re.compile(r'\{[^{}]*"emailAddress"\s*:\s*"([^"]+)"[^{}]*\}')
+# A recipient object: {... "emailAddress": "x" ...} with no brace inside. Its parts are
+# bounded: an unbounded "\{[^{}]*" rescans from every "emailAddress" when no "}" follows.
+_RECIPIENT = re.compile(r'\{[^{}]{0,2000}?"emailAddress"\s*:\s*"([^"{}]{1,320})"[^{}]{0,2000}\}')
 _FIELD = '"{}"\\s*:\\s*"([^"]*)"'
 
 

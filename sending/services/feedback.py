@@ -1,5 +1,6 @@
 """Acting on what comes back: bounces, delays, complaints and unsubscribes, read from stored
-inbound mail (sending/services/inbound.py) or reported by an ESP's webhook (sending/webhooks.py).
+inbound mail (sending/services/inbound.py), reported by an ESP's webhook
+(sending/services/esp_events.py) or said during the pipeline's SMTP session.
 
 Stored inbound mail is read and routed to these in sending/services/inbound.py.
 
@@ -23,9 +24,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Required, TypedDict, Unpack
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -34,7 +37,10 @@ from campaigns.models import Campaign
 from compliance.services import contact_complaint_record, contact_unsubscribe_by_link
 from contacts.models import Contact, Suppression
 from contacts.services.suppressions import suppression_add
+from sending.classify import bounce_class_of, feedback_class_of
 from sending.models import Delivery, FeedbackEvent, InboundMessage
+from sending.services.deliveries import Outcome
+from sending.services.policy import workspace_complaints_check
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +50,18 @@ Kind = FeedbackEvent.Kind
 BounceClass = FeedbackEvent.BounceClass
 
 INBOUND = "inbound"  # FeedbackEvent.source of what the inbound listener received
+SMTP = "smtp"  # FeedbackEvent.source of a refusal during the pipeline's own SMTP session
 # A bounce changes the state of a delivery that left: sent, unknown (lost after DATA) or
 # deferred (it stops retrying).
 _BOUNCEABLE = (State.SENT, State.UNKNOWN, State.DEFERRED)
 # Rows the pipeline is still sending: their bounce waits for the sweep, or recording the
 # send outcome would find the row changed under its lease.
 SENDING_STATES = (State.CLAIMED, State.IN_FLIGHT)
+
+
+class DeliveryBusy(Exception):
+    """The delivery is still in the pipeline's hands: try the report again later (the
+    inbound sweep brings a stored message back; a webhook answers 500, the ESP redelivers)."""
 
 
 # --- recording events -----------------------------------------------------------------------
@@ -69,14 +81,21 @@ def delivery_for_feedback(delivery_id: int) -> Delivery | None:
     return Delivery.objects.select_related("campaign", "contact").filter(pk=delivery_id).first()
 
 
+class EventOrigin(TypedDict, total=False):
+    """Where an event comes from, the same for every kind: its source ("inbound", "smtp",
+    "anymail:<esp>"), the source's id of it (dedupe), the stored message it was read
+    from, and when it happened."""
+
+    source: Required[str]
+    event_id: str
+    inbound: InboundMessage | None
+    occurred_at: dt.datetime | None
+
+
 def _event_add(
     *,
     delivery: Delivery,
     kind: str,
-    source: str,
-    event_id: str = "",
-    inbound: InboundMessage | None = None,
-    occurred_at: dt.datetime | None = None,
     bounce_class: str = "",
     status: str = "",
     diagnostic: str = "",
@@ -84,6 +103,7 @@ def _event_add(
     rule: str = "",
     feedback_type: str = "",
     sending_domain: str = "",
+    **origin: Unpack[EventOrigin],
 ) -> FeedbackEvent | None:
     """A new event, or None when (source, event_id) was recorded before."""
     event = FeedbackEvent(
@@ -98,10 +118,10 @@ def _event_add(
         feedback_type=text_clip(feedback_type, 30).lower(),
         address=delivery.address,
         sending_domain=sending_domain,
-        source=text_clip(source, 40),
-        event_id=text_clip(event_id, 200),
-        inbound_message=inbound,
-        occurred_at=occurred_at or timezone.now(),
+        source=text_clip(origin["source"], 40),
+        event_id=text_clip(origin.get("event_id"), 200),
+        inbound_message=origin.get("inbound"),
+        occurred_at=origin.get("occurred_at") or timezone.now(),
     )
     if not event.event_id:
         event.save()
@@ -144,32 +164,43 @@ def hard_bounce_apply(*, workspace: Workspace, delivery: Delivery, source: str) 
         )
 
 
-def _soft_bounces_apply(*, delivery: Delivery, campaign: Campaign, diagnostic: str) -> None:
-    """Suppress an address once enough of its deliveries soft-bounced lately (deliveries,
-    not events: two reports of one bounce count once)."""
+def soft_bounces_apply(*, campaign: Campaign, bounces: dict[str, str]) -> list[str]:
+    """Suppress each address (address -> last diagnostic) once enough of its deliveries
+    soft-bounced lately, in one query for all of them (deliveries, not events: two reports
+    of one bounce count once). The addresses suppressed."""
+    if not bounces:
+        return []
     limit, days = settings.FEEDBACK_SOFT_BOUNCE_LIMIT, settings.FEEDBACK_SOFT_BOUNCE_DAYS
     since = timezone.now() - dt.timedelta(days=days)
-    bounced = (
+    wanted = {address.lower(): address for address in bounces}
+    counts = (
         FeedbackEvent.objects.filter(
-            workspace_id=delivery.workspace_id,
+            workspace_id=campaign.workspace_id,
             kind__in=[Kind.BOUNCE, Kind.REJECTED],
             bounce_class=BounceClass.SOFT,
             occurred_at__gte=since,
         )
-        .alias(address_lower=Lower("address"))
-        .filter(address_lower=delivery.address.lower())
-        .values("delivery_id")
-        .distinct()
-        .count()
+        .annotate(address_lower=Lower("address"))
+        .filter(address_lower__in=list(wanted))
+        .order_by()
+        .values("address_lower")
+        .annotate(n=Count("delivery_id", distinct=True))
+        .filter(n__gte=limit)
     )
-    if bounced >= limit:
+    suppressed = []
+    for row in counts:
+        address = wanted[row["address_lower"]]
         suppression_add(
             workspace=campaign.workspace,
-            email=delivery.address,
+            email=address,
             reason=Suppression.Reason.SOFT_BOUNCES,
-            source=f"{bounced} soft bounces in {days} days; last: {campaign.name}: {diagnostic}",
+            source=(
+                f"{row['n']} soft bounces in {days} days; last: {campaign.name}: {bounces[address]}"
+            )[:300],
             acting_user=None,
         )
+        suppressed.append(address)
+    return suppressed
 
 
 @transaction.atomic
@@ -181,29 +212,34 @@ def bounce_record(
     diagnostic: str = "",
     remote_mta: str = "",
     rule: str = "",
-    source: str,
-    event_id: str = "",
-    inbound: InboundMessage | None = None,
-    occurred_at: dt.datetime | None = None,
     kind: str = Kind.BOUNCE,
+    **origin: Unpack[EventOrigin],
 ) -> FeedbackEvent | None:
     """Record a bounce (or an ESP's refusal: kind rejected) and apply its class's rule;
-    None when this event was recorded before."""
+    None when this event was recorded before. DeliveryBusy while the pipeline holds the
+    delivery (claimed or in flight): nothing is recorded, the caller tries again later."""
     bounce_class = bounce_class if bounce_class in BounceClass.values else BounceClass.UNKNOWN
+    # Locked: the pipeline's claim of a deferred row, or its record of a send, cannot
+    # slip in between this check and the state change below.
+    state = (
+        Delivery.objects.select_for_update()
+        .filter(pk=delivery.pk)
+        .values_list("state", flat=True)
+        .first()
+    )
+    if state in SENDING_STATES:
+        raise DeliveryBusy(f"Delivery {delivery.pk} is still being sent.")
     campaign = Campaign.objects.select_related("workspace").get(pk=delivery.campaign_id)
     event = _event_add(
         delivery=delivery,
         kind=kind,
-        source=source,
-        event_id=event_id,
-        inbound=inbound,
-        occurred_at=occurred_at,
         bounce_class=bounce_class,
         status=status,
         diagnostic=diagnostic,
         remote_mta=remote_mta,
         rule=rule,
         sending_domain=_from_domain(campaign),
+        **origin,
     )
     if event is None:
         return None
@@ -223,7 +259,7 @@ def bounce_record(
             source=f"{campaign.name}: {status} {event.diagnostic}",
         )
     elif bounce_class == BounceClass.SOFT:
-        _soft_bounces_apply(delivery=delivery, campaign=campaign, diagnostic=event.diagnostic)
+        soft_bounces_apply(campaign=campaign, bounces={delivery.address: event.diagnostic})
     return event
 
 
@@ -235,47 +271,35 @@ def deferral_record(
     remote_mta: str = "",
     rule: str = "",
     bounce_class: str = "",
-    source: str,
-    event_id: str = "",
-    inbound: InboundMessage | None = None,
-    occurred_at: dt.datetime | None = None,
+    **origin: Unpack[EventOrigin],
 ) -> FeedbackEvent | None:
     """A delay report: recorded for the delivery's story and the shaping signals only."""
     return _event_add(
         delivery=delivery,
         kind=Kind.DEFERRAL,
-        source=source,
-        event_id=event_id,
-        inbound=inbound,
-        occurred_at=occurred_at,
         bounce_class=bounce_class if bounce_class in BounceClass.values else "",
         status=status,
         diagnostic=diagnostic,
         remote_mta=remote_mta,
         rule=rule,
         sending_domain=_from_domain(delivery.campaign),
+        **origin,
     )
 
 
 def delivered_record(
     *,
     delivery: Delivery,
-    source: str,
-    event_id: str = "",
-    inbound: InboundMessage | None = None,
-    occurred_at: dt.datetime | None = None,
     remote_mta: str = "",
     diagnostic: str = "",
+    **origin: Unpack[EventOrigin],
 ) -> FeedbackEvent | None:
     return _event_add(
         delivery=delivery,
         kind=Kind.DELIVERED,
-        source=source,
-        event_id=event_id,
-        inbound=inbound,
-        occurred_at=occurred_at,
         remote_mta=remote_mta,
         diagnostic=diagnostic,
+        **origin,
     )
 
 
@@ -284,21 +308,12 @@ def complaint_record(
     *,
     delivery: Delivery,
     feedback_type: str = "abuse",
-    source: str,
-    event_id: str = "",
-    inbound: InboundMessage | None = None,
-    occurred_at: dt.datetime | None = None,
+    **origin: Unpack[EventOrigin],
 ) -> FeedbackEvent | None:
     """A spam complaint: the person leaves every list and the address is suppressed at
     once, even when the contact is gone; None when this event was recorded before."""
     event = _event_add(
-        delivery=delivery,
-        kind=Kind.COMPLAINT,
-        source=source,
-        event_id=event_id,
-        inbound=inbound,
-        occurred_at=occurred_at,
-        feedback_type=feedback_type or "abuse",
+        delivery=delivery, kind=Kind.COMPLAINT, feedback_type=feedback_type or "abuse", **origin
     )
     if event is None:
         return None
@@ -312,8 +327,10 @@ def complaint_record(
         address=delivery.address,
         contact=contact,
         campaign_id=campaign.pk,
-        source=f"Spam complaint ({event.feedback_type}) about {campaign.name}, via {source}",
+        source=f"Spam complaint ({event.feedback_type}) about {campaign.name}, via {event.source}",
     )
+    # Too many complaints suspend the workspace's sending.
+    workspace_complaints_check(workspace=campaign.workspace)
     return event
 
 
@@ -322,21 +339,11 @@ def unsubscribe_record(
     *,
     delivery: Delivery,
     consent_source: str,
-    source: str,
-    event_id: str = "",
-    inbound: InboundMessage | None = None,
-    occurred_at: dt.datetime | None = None,
+    **origin: Unpack[EventOrigin],
 ) -> FeedbackEvent | None:
     """An unsubscribe by email (or reported by an ESP): every list, like RFC 8058's
     one-click POST; with no contact left, the address is still suppressed."""
-    event = _event_add(
-        delivery=delivery,
-        kind=Kind.UNSUBSCRIBE,
-        source=source,
-        event_id=event_id,
-        inbound=inbound,
-        occurred_at=occurred_at,
-    )
+    event = _event_add(delivery=delivery, kind=Kind.UNSUBSCRIBE, **origin)
     if event is None:
         return None
     contact = _contact_of(delivery)
@@ -356,3 +363,62 @@ def unsubscribe_record(
             acting_user=None,
         )
     return event
+
+
+# --- refusals during the pipeline's own SMTP session ------------------------------------
+
+
+def smtp_outcomes_record(*, campaign: Campaign, outcomes: list[tuple[Delivery, Outcome]]) -> int:
+    """Feedback events for what receivers said during the SMTP session itself, in one bulk
+    insert per chunk: each bounce (its class, as the transport classified it) and each
+    deferral about us (rate, reputation, policy: class block), so that the soft-bounce
+    rule and the per-domain block counts see them like asynchronous reports. Soft bounces
+    go through the soft-bounce rule here; hard ones are the pipeline's (hard_bounce_apply).
+    The number of events recorded."""
+    now = timezone.now()
+    sending_domain = _from_domain(campaign)
+    events, soft = [], {}
+    for delivery, outcome in outcomes:
+        if outcome.state == State.BOUNCED and outcome.bounce_class:
+            kind, bounce_class = Kind.BOUNCE, outcome.bounce_class
+            rule = bounce_class_of(enhanced=outcome.enhanced_code, text=outcome.response)[1]
+        elif outcome.state == State.DEFERRED and outcome.smtp_code is not None:
+            # A reply from a server (not a connection we could not make): about us or not.
+            bounce_class, rule = feedback_class_of(
+                enhanced=outcome.enhanced_code,
+                text=outcome.response,
+                code=outcome.smtp_code,
+                delayed=True,
+            )
+            if bounce_class != BounceClass.BLOCK:
+                continue
+            kind = Kind.DEFERRAL
+        else:
+            continue
+        if bounce_class not in BounceClass.values:
+            bounce_class = BounceClass.UNKNOWN
+        code = f"{outcome.smtp_code} " if outcome.smtp_code else ""
+        events.append(
+            FeedbackEvent(
+                workspace_id=delivery.workspace_id,
+                delivery_id=delivery.pk,
+                kind=kind,
+                bounce_class=bounce_class,
+                rule=rule[:100],
+                status=text_clip(outcome.enhanced_code, 12),
+                diagnostic=text_clip(f"{code}{outcome.response}", 1000),
+                remote_mta=text_clip(outcome.remote_host, 253),
+                address=delivery.address,
+                sending_domain=sending_domain,
+                source=SMTP,
+                occurred_at=outcome.started_at or now,
+            )
+        )
+        if kind == Kind.BOUNCE and bounce_class == BounceClass.SOFT:
+            soft[delivery.address] = events[-1].diagnostic
+    if not events:
+        return 0
+    with transaction.atomic():
+        FeedbackEvent.objects.bulk_create(events)
+        soft_bounces_apply(campaign=campaign, bounces=soft)
+    return len(events)

@@ -12,7 +12,7 @@ from accounts.models import Role
 from accounts.scoping import WorkspaceRequest, workspace_view
 from campaigns.models import Campaign
 from campaigns.selectors import campaign_get
-from sending import pipeline, selectors
+from sending import pipeline, policy, selectors
 from sending.models import Delivery
 from sending.tasks import campaign_send_fan_out
 
@@ -31,11 +31,15 @@ def _back(request: WorkspaceRequest, campaign: Campaign) -> HttpResponse:
 def campaign_progress(request: WorkspaceRequest, campaign_id: int) -> HttpResponse:
     """The progress panel; it polls itself while the campaign is sending."""
     campaign = campaign_get(workspace=request.workspace, campaign_id=campaign_id)
+    notice = policy.campaign_send_notice(campaign=campaign)
+    if campaign.status == Campaign.Status.SCHEDULED:  # not started: only a policy's notice
+        return render(request, "sending/_campaign_policy_notice.html", {"notice": notice})
     return render(
         request,
         "sending/_campaign_progress.html",
         {
             "campaign": campaign,
+            "notice": notice,
             "progress": pipeline.campaign_progress(campaign=campaign),
             "feedback": selectors.campaign_feedback_counts(campaign=campaign),
             "send": getattr(campaign, "send", None),

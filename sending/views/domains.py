@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.errors import ApplicationError
 from accounts.models import Role
 from accounts.scoping import WorkspaceRequest, workspace_view
-from sending import selectors
+from sending import policy, selectors
 from sending.forms import DomainAddForm
 from sending.models import DomainCheck
 from sending.services import domains as domain_services
@@ -20,6 +20,9 @@ def _overview_context(request: WorkspaceRequest, form: DomainAddForm | None = No
     return {
         "domains": selectors.sending_domain_list(workspace=workspace),
         "listings": selectors.dnsbl_listing_list_open_for_workspace(workspace=workspace),
+        "reputation": policy.workspace_reputation(workspace=workspace),
+        "quota": policy.workspace_quota_usage(workspace_id=workspace.pk),
+        "stop_reason": policy.sending_stop_reason(workspace_id=workspace.pk),
         "form": form or DomainAddForm(),
         "can_manage": request.membership.has_role(Role.ADMIN),
     }

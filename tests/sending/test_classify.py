@@ -355,6 +355,21 @@ FEEDBACK = [
     ("", "", False, "unknown"),
     ("", "451 Temporary local problem - please try later", False, "soft"),
     ("4.0.0", "", True, "soft"),
+    # shapes found auditing bounces of many MTAs (the corpus holds the whole messages)
+    ("5.5.3", "550 5.5.3 Too many recipients", False, "soft"),
+    ("", "all relevant MX records point to non-existent hosts", False, "hard"),
+    ("", "The domain name (example.net) does not appear to be registered.", False, "hard"),
+    (
+        "5.0.0",
+        "the group you tried to contact (sales) may not exist, or you may not have "
+        "permission to post messages to the group",
+        False,
+        "block",
+    ),
+    ("", "550 Usuário inexistente", False, "hard"),
+    ("", "550 utente inesistente / user does not exist", False, "hard"),
+    ("", "550 5.1.1 <x@example.de>: Benutzer unbekannt", False, "hard"),
+    ("5.2.2", "552 5.2.2 Boite du destinataire pleine. OFR_999", False, "soft"),
 ]
 
 
@@ -374,6 +389,9 @@ def test_an_unmatched_failure_is_unknown_for_feedback_but_soft_for_a_reply():
         ("5.0.0", "550 5.1.1 user unknown", "5.1.1"),
         ("5.1.0", "5.1.0 - Unknown address error 550-'5.1.1 <x@example.org>: unknown'", "5.1.1"),
         ("5.1.0", "550 5.7.1 blocked", "5.1.0"),
+        # a wrapper's generic code, then the remote's specific one
+        ("5.0.0", "5.1.0 - Unknown address error 550-'5.7.1 Message rejected as spam'", "5.7.1"),
+        ("5.0.0", "550 5.1.0 Address rejected", "5.1.0"),
         ("5.2.2", "550 5.1.1 user unknown", "5.2.2"),
         ("", "smtp; 552 5.2.2 full", "5.2.2"),
         ("", "no code here", ""),

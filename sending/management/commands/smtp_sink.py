@@ -2,9 +2,6 @@
 
 import ipaddress
 import logging
-import os
-import signal
-import threading
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
@@ -14,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from sending.sink import sink_store
+from sending.smtpd import controller_serve
 
 
 class SinkHandler:
@@ -87,18 +85,11 @@ class Command(BaseCommand):
         except (OSError, RuntimeError) as exc:
             raise CommandError(f"cannot listen on {host}:{port}: {exc}") from exc
 
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        self.stdout.write(f"SMTP sink listening on {host}:{port}, storing mail in {directory}")
-        try:
-            stop.wait()
-        finally:
-            # A client that never hangs up must not keep the sink alive after it was told
-            # to stop: give the server a few seconds, then leave regardless.
-            stopper = threading.Thread(target=controller.stop, daemon=True)
-            stopper.start()
-            stopper.join(timeout=STOP_GRACE_SECONDS)
-            if stopper.is_alive():
-                os._exit(0)
+        controller_serve(
+            controller=controller,
+            stop_grace_seconds=STOP_GRACE_SECONDS,
+            ready=lambda: self.stdout.write(
+                f"SMTP sink listening on {host}:{port}, storing mail in {directory}"
+            ),
+        )
         self.stdout.write("SMTP sink stopped")

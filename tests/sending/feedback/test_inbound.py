@@ -3,21 +3,30 @@ database): which delivery it is about, what is done, and what is left for review
 
 import datetime as dt
 import threading
+import time
+import uuid
 
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import AuditEntry
 from contacts.models import Contact, Subscription, Suppression
 from espsite.celery import app
 from sending import verp
 from sending.feedback.report import FeedbackReport
 from sending.models import Delivery, FeedbackEvent, InboundMessage
+from sending.services.feedback import DeliveryBusy, bounce_record, delivery_for_feedback
 from sending.services.inbound import (
+    INBOUND_MAX_UNFINISHED,
+    LOOP_NOTE,
     MAILTO_UNSUBSCRIBE_SOURCE,
     inbound_ids_due,
+    inbound_ignore,
     inbound_process,
     inbound_reprocess,
+    inbound_store,
+    inbound_sweep,
 )
 from sending.tasks import inbound_sweep_task
 from tests.sending.feedback.test_services import DOMAIN, make_delivery
@@ -318,7 +327,12 @@ def test_a_bounce_that_beats_the_pipeline_waits_for_the_sweep(settings, eager):
     assert not FeedbackEvent.objects.exists()
     assert Delivery.objects.get(pk=delivery.pk).state == State.IN_FLIGHT
 
+    # Not handed over again before its back-off has passed.
+    assert row.next_attempt_at > timezone.now() + dt.timedelta(seconds=50)
+    assert inbound_ids_due() == []
+
     Delivery.objects.filter(pk=delivery.pk).update(state=State.SENT, lease_token=None)
+    InboundMessage.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
     assert inbound_ids_due() == [row.pk]
     with eager():
         assert inbound_sweep_task.apply().get() == 1
@@ -525,3 +539,292 @@ def test_text_postgresql_refuses_is_cleaned_not_a_reason_to_fail(monkeypatch):
     assert row.status == Status.UNPARSED
     assert row.summary["subject"] == "bad? bytes"
     assert row.summary["notes"] == ["nul"]
+
+
+# --- attempts committed before reading; the sweep's hand-over ---------------------------------
+
+
+class WorkerKilled(BaseException):
+    """What a hard time limit or the OOM killer does to a task: nothing of it finishes."""
+
+
+def test_an_attempt_is_committed_before_the_message_is_read(monkeypatch, settings):
+    settings.INBOUND_SWEEP_SECONDS = 60
+    delivery = make_delivery()
+    row = stored(hard_dsn(delivery), to=bounces_address(delivery))
+
+    def killed(raw):
+        # What another connection sees while the message is read: the attempt, committed.
+        seen = InboundMessage.objects.get(pk=row.pk)
+        assert (seen.attempt_count, seen.status) == (1, Status.RECEIVED)
+        raise WorkerKilled
+
+    monkeypatch.setattr("sending.services.inbound.feedback_parse", killed)
+    with pytest.raises(WorkerKilled):
+        inbound_process(inbound_id=row.pk)
+    row.refresh_from_db()
+    assert (row.status, row.attempt_count) == (Status.RECEIVED, 1)
+    assert row.error.startswith("Attempt 1 in a row did not finish")
+    assert row.next_attempt_at > timezone.now() + dt.timedelta(seconds=50)
+    assert inbound_ids_due() == []  # not before its back-off
+
+
+def test_a_message_that_kills_its_worker_fails_after_five_unfinished_attempts(monkeypatch):
+    delivery = make_delivery()
+    row = stored(hard_dsn(delivery), to=bounces_address(delivery))
+    reads = []
+
+    def killed(raw):
+        reads.append(1)
+        raise WorkerKilled
+
+    monkeypatch.setattr("sending.services.inbound.feedback_parse", killed)
+    backoffs = []
+    for _ in range(INBOUND_MAX_UNFINISHED):
+        with pytest.raises(WorkerKilled):
+            inbound_process(inbound_id=row.pk)
+        row.refresh_from_db()
+        backoffs.append(row.next_attempt_at - timezone.now())
+        InboundMessage.objects.filter(pk=row.pk).update(next_attempt_at=timezone.now())
+        assert inbound_ids_due() == [row.pk]
+    assert backoffs == sorted(backoffs)  # each wait longer than the last
+
+    done = inbound_process(inbound_id=row.pk)
+    assert len(reads) == INBOUND_MAX_UNFINISHED  # the sixth never reads it
+    assert (done.status, done.attempt_count) == (Status.FAILED, INBOUND_MAX_UNFINISHED)
+    assert "5 attempts in a row did not finish" in done.error
+    assert inbound_ids_due() == []
+    assert Delivery.objects.get(pk=delivery.pk).state == State.SENT
+
+
+def test_an_attempt_that_finishes_resets_the_count_of_unfinished_ones(monkeypatch):
+    delivery = make_delivery()
+    row = stored(hard_dsn(delivery), to=bounces_address(delivery))
+    monkeypatch.setattr(
+        "sending.services.inbound.feedback_parse",
+        lambda raw: (_ for _ in ()).throw(WorkerKilled()),
+    )
+    with pytest.raises(WorkerKilled):
+        inbound_process(inbound_id=row.pk)
+    monkeypatch.undo()
+    done = inbound_process(inbound_id=row.pk)
+    assert (done.status, done.attempt_count, done.error) == (Status.PROCESSED, 2, "")
+    assert done.next_attempt_at is None
+
+
+def test_the_listener_store_sets_the_first_hand_over_and_enqueues_once(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.INBOUND_SWEEP_SECONDS = 60
+    with django_capture_on_commit_callbacks() as callbacks:
+        row = inbound_store(
+            peer="127.0.0.1:1", helo="mx", mail_from="", recipients=["x@example.net"],
+            size=1, raw=b"x",
+        )  # fmt: skip
+    assert len(callbacks) == 1
+    assert row.next_attempt_at == row.received_at + dt.timedelta(seconds=60)
+    assert inbound_sweep() == 0  # its first task may still be queued: no duplicate
+
+
+def test_the_sweep_pushes_a_row_forward_so_it_is_not_queued_twice(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.INBOUND_SWEEP_SECONDS = 60
+    row = stored(b"x", to="x@example.net")
+    InboundMessage.objects.filter(pk=row.pk).update(
+        next_attempt_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert inbound_sweep() == 1
+        assert inbound_sweep() == 0
+    assert len(callbacks) == 1
+    row.refresh_from_db()
+    assert row.next_attempt_at > timezone.now() + dt.timedelta(seconds=50)
+    assert row.attempt_count == 0  # handing over is not an attempt
+
+
+# --- the pipeline claiming a delivery while its bounce is read -------------------------------
+
+CLAIMED = {
+    "state": State.CLAIMED,
+    "lease_token": uuid.uuid4(),
+    "lease_expires_at": timezone.now() + dt.timedelta(minutes=5),
+}
+
+
+def test_a_delivery_claimed_again_after_it_was_read_makes_the_bounce_wait(monkeypatch):
+    delivery = make_delivery(state=State.DEFERRED)
+    row = stored(hard_dsn(delivery), to=bounces_address(delivery))
+    real = delivery_for_feedback
+
+    def read_then_claimed(delivery_id):
+        found = real(delivery_id)  # read as deferred ...
+        Delivery.objects.filter(pk=delivery_id).update(**CLAIMED)  # ... then claimed
+        return found
+
+    monkeypatch.setattr("sending.services.inbound.delivery_for_feedback", read_then_claimed)
+    inbound_process(inbound_id=row.pk)
+    row.refresh_from_db()
+    assert row.status == Status.RECEIVED
+    assert "still being sent" in row.error
+    assert row.next_attempt_at > timezone.now()
+    assert not FeedbackEvent.objects.exists()
+    assert Delivery.objects.get(pk=delivery.pk).state == State.CLAIMED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bounce_record_waits_for_the_pipelines_lock_and_reports_busy():
+    delivery = make_delivery(state=State.DEFERRED)
+    locked, claimed = threading.Event(), threading.Event()
+
+    def pipeline_claims():
+        try:
+            with transaction.atomic():
+                Delivery.objects.select_for_update().get(pk=delivery.pk)
+                locked.set()
+                time.sleep(0.3)  # bounce_record is waiting on the row now
+                Delivery.objects.filter(pk=delivery.pk).update(**CLAIMED)
+            claimed.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=pipeline_claims)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        with pytest.raises(DeliveryBusy):
+            bounce_record(delivery=delivery, bounce_class="hard", source="inbound", event_id="x")
+        # Busy means it read the claimed state, which exists only once the claim
+        # committed: it waited for the pipeline's lock rather than act on "deferred".
+        assert claimed.wait(10)
+    finally:
+        thread.join(10)
+    assert not FeedbackEvent.objects.exists()
+    assert not Suppression.objects.exists()
+
+
+# --- GDPR: every row keeps the delivery its envelope names ----------------------------------
+
+
+def test_an_out_of_office_reply_keeps_its_delivery_and_workspace():
+    delivery = make_delivery()
+    raw = (
+        f"From: Reader <{delivery.address}>\r\nTo: {bounces_address(delivery)}\r\n"
+        "Subject: Out of Office: Hi R1\r\nAuto-Submitted: auto-replied\r\n\r\n"
+        "I am away until Monday; call me on 0117 496 0000.\r\n"
+    ).encode()
+    row = process(raw, to=bounces_address(delivery))
+    assert (row.status, row.kind) == (Status.IGNORED, "auto_reply")
+    assert (row.delivery_id, row.workspace_id) == (delivery.pk, delivery.workspace_id)
+
+
+def test_mail_not_understood_keeps_the_delivery_its_envelope_names():
+    delivery = make_delivery()
+    row = process(b"\x00\xff garbage\r\n\r\n\x80", to=bounces_address(delivery))
+    assert row.status == Status.UNPARSED
+    assert (row.delivery_id, row.workspace_id) == (delivery.pk, delivery.workspace_id)
+    assert Delivery.objects.get(pk=delivery.pk).state == State.SENT
+
+
+# --- loops and tokens that name nothing -----------------------------------------------------
+
+BOUNCE_HEADERS = (
+    "From: MAILER-DAEMON@mx.elsewhere.test (Mail Delivery System)\r\n"
+    "To: someone@elsewhere.test\r\n"
+    "Subject: Undelivered Mail Returned to Sender\r\n"
+    "Message-ID: <bounce.9@mx.elsewhere.test>\r\n"
+)
+
+
+def test_a_bounce_of_a_bounce_is_left_for_review_never_acted_on():
+    delivery = make_delivery()
+    raw = hard_dsn(delivery, original=BOUNCE_HEADERS)
+    row = process(raw, to=bounces_address(delivery))
+    assert LOOP_NOTE in row.summary["notes"]
+    assert row.status == Status.UNPARSED
+    assert "loop" in row.error
+    assert row.delivery_id == delivery.pk  # kept for GDPR, not acted on
+    assert not FeedbackEvent.objects.exists()
+    assert not Suppression.objects.exists()
+    assert Delivery.objects.get(pk=delivery.pk).state == State.SENT
+
+
+def test_a_genuine_token_of_a_deleted_delivery_is_reviewed_not_matched_otherwise():
+    other = make_delivery(message_id="<m.8@news.shop.example>")
+    gone = make_delivery(address="gone@mail.test")
+    address = bounces_address(gone)
+    Delivery.objects.filter(pk=gone.pk).delete()
+    headers = f"Message-ID: <m.8@news.shop.example>\r\nTo: {other.address}\r\n"
+    row = process(hard_dsn(other, to=address, original=headers), to=address)
+    assert row.status == Status.UNPARSED
+    assert f"names delivery {gone.pk}, not found" in row.error
+    assert row.delivery_id is None
+    assert Delivery.objects.get(pk=other.pk).state == State.SENT
+    assert not Suppression.objects.exists()
+
+
+def test_a_token_of_another_workspace_acts_only_on_that_workspaces_delivery():
+    mine = make_delivery(address="a@mail.test")
+    theirs = make_delivery(address="b@mail.test")
+    # Their token, at my return-path host, quoting my message: their delivery, nobody else.
+    row = process(hard_dsn(theirs, original=original_headers(mine)), to=bounces_address(theirs))
+    assert (row.delivery_id, row.workspace_id) == (theirs.pk, theirs.workspace_id)
+    assert Delivery.objects.get(pk=mine.pk).state == State.SENT
+    assert not Suppression.objects.filter(workspace=mine.workspace).exists()
+    assert Contact.objects.get(pk=mine.contact_id).status == Contact.Status.ACTIVE
+
+
+# --- the same message received twice -------------------------------------------------------
+
+
+def test_the_same_bounce_received_twice_is_acted_on_once():
+    delivery = make_delivery()
+    raw = hard_dsn(delivery)
+    first = process(raw, to=bounces_address(delivery))
+    second = process(raw, to=bounces_address(delivery))  # the MTA never saw our 250
+    assert (first.status, second.status) == (Status.PROCESSED, Status.PROCESSED)
+    assert f"A copy of inbound #{first.pk}" in second.error
+    event = FeedbackEvent.objects.get()
+    assert event.inbound_message_id == first.pk
+    assert event.event_id.startswith("mid:")
+
+
+def test_a_different_bounce_for_the_same_delivery_is_another_event():
+    delivery = make_delivery()
+    first = hard_dsn(delivery)
+    second = first.replace(b"3F1A2C0042@mx.mail.test>", b"3F1A2C0099@mx.mail.test>")
+    assert first != second
+    process(first, to=bounces_address(delivery))
+    process(second, to=bounces_address(delivery))
+    assert FeedbackEvent.objects.count() == 2
+
+
+def test_the_same_complaint_received_twice_is_acted_on_once():
+    delivery = make_delivery()
+    raw = arf_report(
+        feedback_type="abuse", original=original_headers(delivery), recipient=delivery.address
+    )
+    process(raw, to="fbl@inbound.testserver")
+    process(raw, to="fbl@inbound.testserver")
+    assert FeedbackEvent.objects.filter(kind="complaint").count() == 1
+
+
+# --- an operator sets messages aside ------------------------------------------------------
+
+
+def test_ignoring_messages_goes_through_the_service_with_an_audit_entry():
+    delivery = make_delivery()
+    row = stored(b"x", to="x@example.net")
+    InboundMessage.objects.filter(pk=row.pk).update(
+        status=Status.UNPARSED, workspace=delivery.workspace
+    )
+    already = stored(b"y", to="x@example.net")
+    InboundMessage.objects.filter(pk=already.pk).update(status=Status.IGNORED)
+
+    assert inbound_ignore(inbound_ids=[row.pk, already.pk], acting_user=None) == 1
+    row.refresh_from_db()
+    assert (row.status, row.next_attempt_at) == (Status.IGNORED, None)
+    assert row.processed_at is not None
+    [entry] = AuditEntry.objects.filter(verb="inbound.ignored")
+    assert (entry.target_id, entry.workspace_id) == (str(row.pk), delivery.workspace_id)
+    assert entry.details["previous_status"] == Status.UNPARSED

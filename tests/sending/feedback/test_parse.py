@@ -1022,3 +1022,102 @@ Content-Type: message/rfc822
         "the quoted original is itself a bounce"
         not in feedback_parse(dsn("Final-Recipient: rfc822; a@example.org\nAction: failed\n")).notes
     )
+
+
+def _text_bounce(body: str, *, subject: str = "Undelivered Mail Returned to Sender") -> bytes:
+    return _crlf(
+        f"""Return-Path: <>
+From: MAILER-DAEMON@mx.example.org (Mail Delivery System)
+To: {VERP}
+Subject: {subject}
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+
+{body}"""
+    )
+
+
+def test_the_original_recipient_of_a_dsn_wins_over_the_alias_it_was_expanded_to() -> None:
+    report = feedback_parse(
+        dsn(
+            "Final-Recipient: rfc822; ahart@imap.example.org\n"
+            "Original-Recipient: rfc822;alice@example.org\n"
+            "Action: failed\nStatus: 5.2.2\n"
+            "Diagnostic-Code: x-unix; error writing message: Disk quota exceeded\n",
+            human="<ahart@imap.example.org> (expanded from <alice@example.org>): cannot update"
+            " mailbox: Disk quota exceeded",
+        )
+    )
+
+    item = only(report)
+    assert (item.address, item.bounce_class, item.status) == ("alice@example.org", "soft", "5.2.2")
+
+
+def test_a_text_bounce_names_the_address_an_alias_was_expanded_from() -> None:
+    report = feedback_parse(
+        _text_bounce(
+            '<ahart@imap.example.org> (expanded from <alice@example.org>): unknown user: "ahart"\n'
+        )
+    )
+
+    item = only(report)
+    assert (item.address, item.bounce_class) == ("alice@example.org", "hard")
+
+
+def test_the_next_recipient_line_ends_the_reply_of_the_one_before() -> None:
+    report = feedback_parse(
+        _text_bounce(
+            "<a@example.org>: host mx.example.org[198.51.100.1] said: 550\n"
+            "    <a@example.org>: User unknown in local recipient table (in reply to RCPT TO\n"
+            "    command)\n"
+            "<b@example.com>: host mx.example.com[198.51.100.2] said: 554 5.7.1\n"
+            "    Message rejected: spam score too high (in reply to end of DATA command)\n"
+        )
+    )
+
+    got = {(item.address, item.bounce_class, item.status) for item in report.recipients}
+    assert got == {("a@example.org", "hard", ""), ("b@example.com", "block", "5.7.1")}
+
+
+def test_an_address_after_a_label_in_any_language_is_the_recipient() -> None:
+    report = feedback_parse(
+        _text_bounce(
+            "메일 발송 실패 안내\n\n받는 사람 : kim@example.kr\n"
+            "실패 사유 : 받는 사람의 메일 주소가 존재하지 않습니다. (550 5.1.1 No such user)\n",
+            subject="=?utf-8?b?66mU7J28IOuwnOyGoSDsi6TtjKg=?=",
+        )
+    )
+
+    item = only(report)
+    assert (item.address, item.bounce_class, item.status) == ("kim@example.kr", "hard", "5.1.1")
+
+
+def test_the_subject_names_the_recipient_when_nothing_else_does() -> None:
+    report = feedback_parse(
+        _text_bounce(
+            "The message you sent could not be delivered.\n\nReason: user unknown\n",
+            subject="Undeliverable mail to carol@example.net",
+        )
+    )
+
+    item = only(report)
+    assert (item.address, item.bounce_class) == ("carol@example.net", "hard")
+    assert report.detector == "subject"
+
+
+def test_an_html_ndr_that_links_the_recipient_under_its_name_names_it() -> None:
+    raw = _crlf(
+        f"""Return-Path: <>
+From: Microsoft Outlook <postmaster@example.com>
+To: {VERP}
+Subject: Undeliverable: November news
+MIME-Version: 1.0
+Content-Type: text/html; charset=utf-8
+
+<html><body><p>Your message to <a href="mailto:dan@example.com">Dan Smith</a> couldn't be
+delivered.</p><p>Status code: 550 5.1.1</p></body></html>
+"""
+    )
+
+    item = only(feedback_parse(raw))
+    assert (item.address, item.bounce_class, item.status) == ("dan@example.com", "hard", "5.1.1")

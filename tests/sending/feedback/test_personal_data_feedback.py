@@ -125,3 +125,30 @@ def test_feedback_events_past_retention_lose_address_and_diagnostic(settings, wo
     assert old.bounce_class == "hard"
     assert FeedbackEvent.objects.get(delivery=sent.complained).address == "spam@mail.test"
     assert gdpr_retention_apply(now=now)["sending"] == 0  # idempotent
+
+
+def test_erase_deletes_unmatched_inbound_mail_that_names_the_address(settings, workspace):
+    settings.INBOUND_RETENTION_DAYS = 30
+    sent_campaign(workspace)
+    now = timezone.now()
+    quoted = InboundMessage.objects.create(
+        raw=b"Subject: Out of office\r\n\r\n\xff I am away. -- Hard@Mail.Test\x00\r\n"
+    )
+    sender = InboundMessage.objects.create(mail_from="HARD@mail.test", raw=b"Subject: hi\r\n\r\n")
+    envelope = InboundMessage.objects.create(recipients=["hard@mail.test"], raw=b"x")
+    someone_else = InboundMessage.objects.create(
+        raw=b"Subject: x\r\n\r\nrichard@mail.test, hard@mail.test.uk", mail_from="x@mail.test"
+    )
+    near_miss = InboundMessage.objects.create(raw=b"Subject: x\r\n\r\nhardXmail.test")
+    past_retention = InboundMessage.objects.create(
+        raw=b"hard@mail.test", received_at=now - timedelta(days=31)
+    )
+    other_workspace = sent_campaign(WorkspaceFactory()).inbound
+
+    gdpr_erase(workspace=workspace, email="hard@mail.test", acting_user=None)
+
+    left = set(InboundMessage.objects.values_list("pk", flat=True))
+    assert not {quoted.pk, sender.pk, envelope.pk} & left
+    # Bounded: other addresses (even ones that contain it), rows retention deletes
+    # anyway, and rows of another workspace (its own erasure covers them) are untouched.
+    assert {someone_else.pk, near_miss.pk, past_retention.pk, other_workspace.pk} <= left

@@ -14,6 +14,7 @@ from campaigns.models import Campaign
 from contacts.models import Contact, Subscription, Suppression
 from sending.models import Delivery, FeedbackEvent
 from sending.selectors import feedback_block_counts, feedback_rates
+from sending.services.esp_events import esp_bounce_class
 from sending.services.feedback import (
     INBOUND,
     bounce_record,
@@ -21,7 +22,6 @@ from sending.services.feedback import (
     deferral_record,
     unsubscribe_record,
 )
-from sending.webhooks import esp_bounce_class
 from tests.factories import (
     ContactFactory,
     ContactListFactory,
