@@ -79,6 +79,11 @@ app.conf.beat_schedule = {
         "task": "sending.tasks.workspaces_complaints_check_task",
         "schedule": 3600.0,
     },
+    # Warming IPs and new sending domains past the end of their ramp become active.
+    "sending-warmup-graduate": {
+        "task": "sending.tasks.warmup_graduate_task",
+        "schedule": 24 * 3600.0,
+    },
     "worker-heartbeat-cleanup": {
         "task": "espsite.tasks.heartbeat_prune_task",
         "schedule": 300.0,

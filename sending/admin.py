@@ -35,6 +35,7 @@ from sending.models import (
 )
 from sending.services import monitoring
 from sending.services import policy as policy_services
+from sending.views import operator
 
 
 class SendingIpInline(admin.TabularInline):
@@ -202,6 +203,21 @@ def _with_outbox_urls(get_urls):
                 admin.site.admin_view(outbox_detail),
                 name="sending_outbox_detail",
             ),
+            path(
+                "sending/ips-today/",
+                admin.site.admin_view(operator.sending_ips_today_view),
+                name="sending_ips_today",
+            ),
+            path(
+                "sending/mail-queue/",
+                admin.site.admin_view(operator.mail_queue_view),
+                name="sending_mail_queue",
+            ),
+            path(
+                "sending/mail-queue/retry-now/",
+                admin.site.admin_view(operator.mail_queue_retry_now),
+                name="sending_mail_queue_retry_now",
+            ),
             *get_urls(),
         ]
 
@@ -213,17 +229,22 @@ def _with_outbox_entry(get_app_list):
         apps = get_app_list(request, app_label)
         for app in apps:
             if app["app_label"] == "sending":
-                app["models"].append(
-                    {
-                        "model": None,
-                        "name": "Outbox",
-                        "object_name": "Outbox",
-                        "perms": {"view": True},
-                        "admin_url": reverse("admin:sending_outbox_list"),
-                        "add_url": None,
-                        "view_only": True,
-                    }
-                )
+                for name, url_name in [
+                    ("Outbox", "sending_outbox_list"),
+                    ("Sending IPs: today", "sending_ips_today"),
+                    ("Mail queue", "sending_mail_queue"),
+                ]:
+                    app["models"].append(
+                        {
+                            "model": None,
+                            "name": name,
+                            "object_name": name.replace(" ", "").replace(":", ""),
+                            "perms": {"view": True},
+                            "admin_url": reverse(f"admin:{url_name}"),
+                            "add_url": None,
+                            "view_only": True,
+                        }
+                    )
                 app["models"].sort(key=lambda entry: entry["name"])
         return apps
 

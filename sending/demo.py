@@ -1,6 +1,7 @@
 """Demo data of the sending app, for `manage.py seed_demo`: no DNS is queried. Besides the
 domain and pool, a small "Welcome" campaign already sent, with what came back (a hard
-bounce, a block, a complaint) and the inbound mail the operators review."""
+bounce, a block, a complaint) and the inbound mail the operators review; the demo IP
+warming up, and a new workspace ("Acme (new)") whose campaign waits for approval."""
 
 import datetime as dt
 
@@ -8,9 +9,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Workspace
+from accounts.audit import audit_record
+from accounts.models import Membership, Role, User, Workspace
 from campaigns.models import Campaign
-from contacts.models import Contact, Suppression
+from campaigns.scheduling import campaign_schedule
+from campaigns.services import campaign_audience_update, campaign_create, campaign_update
+from campaigns.starters import starter_get
+from contacts.demo import contacts_demo_seed
+from contacts.models import Contact, ContactList, Suppression
 from contacts.services.suppressions import suppression_add
 from sending import dkim
 from sending.models import (
@@ -27,9 +33,11 @@ from sending.models import (
 )
 from sending.selectors import sending_domain_spec
 from sending.services.monitoring import dnsbl_zone_presets_install
+from sending.services.policy import sending_policy_create
 from sending.verp import verp_address
 
 DEMO_DOMAIN = "news.demo-outdoor.example"
+DEMO_WARMUP_DAYS_AGO = 4  # the demo IP's warm-up started this many days before the seed
 
 
 def _demo_results(domain: SendingDomain) -> dict:
@@ -67,21 +75,40 @@ def _demo_results(domain: SendingDomain) -> dict:
 
 @transaction.atomic
 def sending_demo_seed(*, workspace: Workspace) -> SendingDomain:
-    """Idempotent: a pre-verified demo domain and a shared demo pool on 127.0.0.1."""
+    """Idempotent: a pre-verified demo domain and a shared demo pool on 127.0.0.1, whose
+    address is warming up (started DEMO_WARMUP_DAYS_AGO days ago)."""
     pool, _ = IpPool.objects.get_or_create(
         name="Shared demo pool", defaults={"kind": IpPool.Kind.SHARED, "is_default": True}
     )
+    started_on = timezone.localdate() - dt.timedelta(days=DEMO_WARMUP_DAYS_AGO)
     SendingIp.objects.get_or_create(
         address="127.0.0.1",
-        defaults={"pool": pool, "helo_hostname": "localhost", "bound_host": "localhost"},
+        defaults={
+            "pool": pool,
+            "helo_hostname": "localhost",
+            "bound_host": "localhost",
+            "state": SendingIp.State.WARMING,
+            "warmup_started_on": started_on,
+        },
+    )
+    # A demo seeded before warm-ups existed (made active by the migration, never started).
+    SendingIp.objects.filter(address="127.0.0.1", warmup_started_on__isnull=True).update(
+        state=SendingIp.State.WARMING, warmup_started_on=started_on
     )
     dnsbl_zone_presets_install()
-    domain = SendingDomain.objects.filter(domain=DEMO_DOMAIN).first()
+    domain = _demo_domain(workspace=workspace, name=DEMO_DOMAIN)
+    sending_demo_feedback_seed(workspace=workspace)
+    return domain
+
+
+def _demo_domain(*, workspace: Workspace, name: str) -> SendingDomain:
+    """Idempotent: a verified sending domain with an active DKIM key, without DNS."""
+    domain = SendingDomain.objects.filter(domain=name).first()
     if domain is None:
         now = timezone.now()
         domain = SendingDomain.objects.create(
             workspace=workspace,
-            domain=DEMO_DOMAIN,
+            domain=name,
             return_path_subdomain=settings.SENDING_RETURN_PATH_SUBDOMAIN,
             tracking_subdomain=settings.SENDING_TRACKING_SUBDOMAIN,
             status=SendingDomain.Status.VERIFIED,
@@ -101,8 +128,74 @@ def sending_demo_seed(*, workspace: Workspace) -> SendingDomain:
         )
         domain.record_states = _demo_results(domain)
         domain.save(update_fields=["record_states"])
-    sending_demo_feedback_seed(workspace=workspace)
     return domain
+
+
+# --- Traffic shaping: a new workspace whose campaign waits for approval -------------------
+
+DEMO_NEW_WORKSPACE_SLUG = "acme-new"
+DEMO_NEW_DOMAIN = "mail.acme-new.example"
+DEMO_NEW_CAMPAIGN_NAME = "First newsletter"
+DEMO_NEW_CONTACTS = 5
+
+
+@transaction.atomic
+def sending_demo_new_workspace_seed(*, user: User) -> Campaign:
+    """Idempotent: "Acme (new)", a workspace as sign-up creates it (its campaigns wait for
+    approval, low quotas), with a verified domain, a few contacts and one campaign
+    scheduled now that waits for an operator to approve it in the admin."""
+    workspace, created = Workspace.objects.get_or_create(
+        slug=DEMO_NEW_WORKSPACE_SLUG,
+        defaults={
+            "name": "Acme (new)",
+            "postal_address": "Acme Inc.\n500 Market Street\nSan Francisco, CA 94105\nUSA",
+            "time_zone": "America/Los_Angeles",
+            "status": Workspace.Status.ACTIVE,
+            "status_changed_at": timezone.now(),
+        },
+    )
+    if created:
+        audit_record(workspace=workspace, actor=None, verb="workspace.created", target=workspace)
+    # Marked used at creation: sign-in opens the most recently used workspace, never-used
+    # ones first, so the demo user keeps landing in the main demo workspaces.
+    Membership.objects.get_or_create(
+        workspace=workspace,
+        user=user,
+        defaults={"role": Role.OWNER, "last_used_at": timezone.now()},
+    )
+    sending_policy_create(workspace=workspace)
+    domain = _demo_domain(workspace=workspace, name=DEMO_NEW_DOMAIN)
+    existing = Campaign.objects.for_workspace(workspace).filter(name=DEMO_NEW_CAMPAIGN_NAME).first()
+    if existing is not None:
+        return existing
+    contacts_demo_seed(workspace=workspace, user=user, rows=DEMO_NEW_CONTACTS)
+    newsletter = ContactList.objects.for_workspace(workspace).get(name="Newsletter")
+    campaign = campaign_create(
+        workspace=workspace,
+        name=DEMO_NEW_CAMPAIGN_NAME,
+        starter=starter_get("newsletter"),
+        acting_user=user,
+    )
+    campaign = campaign_update(
+        campaign=campaign,
+        acting_user=user,
+        subject="Hello from Acme",
+        preheader="Our first newsletter.",
+        from_name="Acme",
+        from_email=f"hello@{domain.domain}",
+        reply_to="",
+        text="",
+    )
+    campaign_audience_update(
+        campaign=campaign,
+        include_lists=[newsletter],
+        include_segments=[],
+        exclude_lists=[],
+        exclude_segments=[],
+        tags=["Newsletter"],
+        acting_user=user,
+    )
+    return campaign_schedule(campaign=campaign, send_at=None, acting_user=user)
 
 
 # --- A sent campaign and what came back ---------------------------------------------------

@@ -118,6 +118,16 @@ def workspaces_complaints_check_task() -> list[int]:
 
 
 @shared_task(acks_late=True)
+def warmup_graduate_task() -> dict[str, int]:
+    """Daily: warming IPs and new domains past the end of their ramp become active."""
+    from django.utils import timezone
+
+    from sending.warmup import warmup_graduate
+
+    return warmup_graduate(timezone.localdate())
+
+
+@shared_task(acks_late=True)
 def inbound_process_task(inbound_id: int) -> str:
     """Read one stored inbound message and act on it (bounce, complaint, unsubscribe)."""
     from sending.services.inbound import inbound_process

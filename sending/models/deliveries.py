@@ -149,6 +149,14 @@ class Delivery(WorkspaceOwned):
                 name="sending_delivery_msgid_idx",
                 condition=~models.Q(message_id=""),
             ),
+            # The operators' mail queue: unfinished deliveries by provider and state.
+            models.Index(
+                fields=["provider", "state"],
+                name="sending_delivery_open_idx",
+                condition=models.Q(
+                    state__in=["holding", "queued", "claimed", "in_flight", "deferred"]
+                ),
+            ),
             # A workspace's quota: what it sent in the last hour and day.
             models.Index(
                 fields=["workspace", "sent_at"],

@@ -20,8 +20,9 @@ from django.db import connection, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from accounts.errors import ApplicationError
-from accounts.models import Workspace
+from accounts.models import User, Workspace
 from campaigns.ab import ab_split
 from campaigns.audience import audience_candidates
 from campaigns.models import AbTest, Campaign
@@ -430,3 +431,22 @@ def leases_sweep() -> dict[str, int]:
             updated_at=now,
         )
     return {"requeued": requeued, "unknown": unknown}
+
+
+def deliveries_retry_now(*, provider: str, acting_user: User) -> int:
+    """An operator's "retry now" for one destination provider (say its block has lifted):
+    its deferred rows not yet due become due now. updated_at stays, so that warm-up stats
+    keep each deferral on the day it happened. Audited; returns the rows changed."""
+    now = timezone.now()
+    changed = (
+        Delivery.objects.filter(state=State.DEFERRED, provider=provider)
+        .exclude(next_attempt_at__lte=now)
+        .update(next_attempt_at=now)
+    )
+    audit_record(
+        workspace=None,
+        actor=acting_user,
+        verb="deliveries.retry_now",
+        details={"provider": provider, "deliveries": changed},
+    )
+    return changed

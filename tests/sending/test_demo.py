@@ -1,7 +1,10 @@
-import pytest
+import datetime as dt
 
-from sending.demo import DEMO_DOMAIN, sending_demo_seed
-from sending.models import DnsblZone, IpPool, SendingDomain
+import pytest
+from django.utils import timezone
+
+from sending.demo import DEMO_DOMAIN, sending_demo_new_workspace_seed, sending_demo_seed
+from sending.models import DnsblZone, IpPool, SendingDomain, SendingIp
 from sending.selectors import sending_domain_for_from_address
 from tests.factories import WorkspaceFactory
 
@@ -16,7 +19,10 @@ def test_demo_seed_adds_a_pre_verified_domain_without_querying_dns(dns_server):
     assert domain.status == SendingDomain.Status.VERIFIED
     assert {r["state"] for r in domain.record_states.values()} == {"pass"}
     assert sending_domain_for_from_address(workspace=workspace, address=f"hi@{DEMO_DOMAIN}")
-    assert IpPool.objects.get(is_default=True).ips.get().address == "127.0.0.1"
+    demo_ip = IpPool.objects.get(is_default=True).ips.get()
+    assert demo_ip.address == "127.0.0.1"
+    assert demo_ip.state == SendingIp.State.WARMING
+    assert demo_ip.warmup_started_on == timezone.localdate() - dt.timedelta(days=4)
     assert not DnsblZone.objects.filter(is_enabled=True).exists()
     assert dns_server.queries == []
 
@@ -83,3 +89,42 @@ def test_demo_seed_adds_no_sent_campaign_without_contacts():
 
     sending_demo_seed(workspace=WorkspaceFactory(slug="demo"))
     assert not Campaign.objects.exists()
+
+
+def test_demo_seed_starts_the_warm_up_of_an_ip_seeded_before_warm_ups_existed():
+    pool = IpPool.objects.create(name="Shared demo pool", is_default=True)
+    SendingIp.objects.create(
+        address="127.0.0.1", pool=pool, helo_hostname="localhost", state=SendingIp.State.ACTIVE
+    )
+    sending_demo_seed(workspace=WorkspaceFactory(slug="demo"))
+    demo_ip = SendingIp.objects.get()
+    assert demo_ip.state == SendingIp.State.WARMING
+    assert demo_ip.warmup_started_on == timezone.localdate() - dt.timedelta(days=4)
+
+
+def test_demo_new_workspace_waits_for_approval_with_low_quotas(settings):
+    from accounts.models import Membership
+    from campaigns.models import Campaign
+    from sending.models import SendingPolicy
+    from sending.policy import campaign_awaits_approval
+    from sending.selectors import sending_domain_for_from_address
+    from tests.factories import UserFactory
+
+    user = UserFactory()
+    sending_demo_seed(workspace=WorkspaceFactory(slug="demo"))
+    campaign = sending_demo_new_workspace_seed(user=user)
+    assert sending_demo_new_workspace_seed(user=user) == campaign  # idempotent
+    assert Campaign.objects.filter(workspace=campaign.workspace).count() == 1
+
+    assert campaign.workspace.name == "Acme (new)"
+    assert campaign.status == Campaign.Status.SCHEDULED
+    assert campaign_awaits_approval(campaign=campaign)
+    policy = SendingPolicy.objects.get(workspace=campaign.workspace)
+    assert (policy.daily_quota, policy.hourly_quota) == (
+        settings.SENDING_NEW_WORKSPACE_DAILY_QUOTA,
+        settings.SENDING_NEW_WORKSPACE_HOURLY_QUOTA,
+    )
+    assert sending_domain_for_from_address(
+        workspace=campaign.workspace, address=campaign.from_email
+    )
+    assert Membership.objects.get(workspace=campaign.workspace).user == user

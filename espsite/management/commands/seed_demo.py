@@ -8,7 +8,7 @@ from accounts.demo import DEMO_EMAIL, OPERATOR_EMAIL, accounts_demo_seed
 from campaigns.demo import campaigns_demo_seed
 from compliance.demo import compliance_demo_links
 from contacts.demo import contacts_demo_seed
-from sending.demo import DEMO_DOMAIN, sending_demo_seed
+from sending.demo import DEMO_DOMAIN, sending_demo_new_workspace_seed, sending_demo_seed
 
 DEMO_PASSWORD_DEFAULT = "esp-demo-password"  # noqa: S105 (printed for the local demo)
 
@@ -40,10 +40,11 @@ class Command(BaseCommand):
         campaign = campaigns_demo_seed(
             workspace=accounts.workspace, user=accounts.user, from_email=f"hello@{DEMO_DOMAIN}"
         )
+        awaiting = sending_demo_new_workspace_seed(user=accounts.user)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo ready: workspaces '{accounts.workspace.slug}' and "
-                f"'{accounts.other_workspace.slug}'."
+                f"Demo ready: workspaces '{accounts.workspace.slug}', "
+                f"'{accounts.other_workspace.slug}' and '{awaiting.workspace.slug}'."
             )
         )
         self.stdout.write(f"  Marketer: {DEMO_EMAIL} / {password}")
@@ -58,6 +59,12 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  Campaign ready to send: {review} (test sends land in the local SMTP sink, "
             "var/outbox/)"
+        )
+        approval = reverse("admin:campaigns_campaign_changelist") + "?approval=awaiting"
+        self.stdout.write(
+            f"  Awaiting approval: '{awaiting.name}' of {awaiting.workspace.name} (a new "
+            f"workspace: low quotas); as the operator, approve it at {approval} (action "
+            '"Approve") and it sends to the local SMTP sink'
         )
         links = compliance_demo_links(workspace=accounts.workspace)
         if links:
