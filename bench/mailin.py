@@ -32,7 +32,6 @@ import secrets
 import signal
 import smtplib
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +40,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.harness import (  # noqa: E402 (after the path is set)
+    Children,
+    database_recreate,
+    free_port,
+    redis_flush,
+    targets_check,
+)
 
 DOMAIN = "news.bench-shop.example"
 DRAIN_STALL_SECONDS = 30
@@ -55,29 +62,6 @@ REASONS = [
 
 def _log(message: str) -> None:
     print(f"[bench/mailin] {message}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In a child, before exec: SIGTERM when the bench dies, even by SIGKILL."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _targets_check(options: argparse.Namespace) -> None:
-    """The bench drops its database and flushes its Redis database: never shared ones."""
-    database = options.database_url.rsplit("/", 1)[1]
-    if database in {"esp", "postgres", "template0", "template1", "test", "root"}:
-        sys.exit(f"--database-url names {database!r}: the bench drops it; use a bench database.")
-    redis_db = options.redis_url.rsplit("/", 1)[1]
-    if not redis_db.isdigit() or redis_db == "0":
-        sys.exit("--redis-url needs a database number of its own (not 0): it is flushed.")
 
 
 def _environment(options: argparse.Namespace) -> None:
@@ -101,66 +85,6 @@ def _environment(options: argparse.Namespace) -> None:
     env["MAILIN_MAX_CONNECTIONS"] = str(max(100, options.connections * 2))
     env["MAILIN_MAX_CONNECTIONS_PER_PEER"] = str(max(10, options.connections * 2))
     env["PYTHONUNBUFFERED"] = "1"
-
-
-def _database_recreate(url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def _redis_flush(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
-class Children:
-    """Every process the bench starts, each in a session of its own; stop() ends them all."""
-
-    def __init__(self) -> None:
-        self.processes: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, command: list[str], *, log: Path) -> subprocess.Popen:
-        with log.open("wb") as handle:
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        self.processes[name] = process
-        return process
-
-    def dead(self) -> list[str]:
-        return [name for name, process in self.processes.items() if process.poll() is not None]
-
-    def stop(self, grace: float = 15.0) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for process in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=5)
-        self.processes.clear()
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -468,8 +392,8 @@ def _run(options: argparse.Namespace, children: Children, logs: Path, made: set)
     _environment(options)
     _log(f"recreating {options.database_url.rsplit('/', 1)[1]}, flushing {options.redis_url}")
     made.add("database")
-    _database_recreate(options.database_url)
-    _redis_flush(options.redis_url)
+    database_recreate(options.database_url)
+    redis_flush(options.redis_url)
     import django
 
     django.setup()
@@ -484,7 +408,7 @@ def _run(options: argparse.Namespace, children: Children, logs: Path, made: set)
     messages = _messages(pairs)
     size = sum(len(raw) for _, raw in messages) // len(messages)
 
-    mailin_port, sink_port = _free_port(), _free_port()
+    mailin_port, sink_port = free_port(), free_port()
     node = f"bench-mailin@{socket.gethostname()}"
     python = sys.executable
     children.start(
@@ -557,10 +481,10 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
     options = parser.parse_args()
-    _targets_check(options)
+    targets_check(options)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    children = Children()
+    children = Children(log=_log)
     logs = Path(tempfile.mkdtemp(prefix="bench-mailin-"))
     made: set[str] = set()
     failed = True
@@ -575,10 +499,10 @@ def main() -> None:
 
                 connections.close_all()
             with contextlib.suppress(Exception):
-                _redis_flush(options.redis_url)
+                redis_flush(options.redis_url)
             if not options.keep:
                 with contextlib.suppress(Exception):
-                    _database_recreate(options.database_url, drop_only=True)
+                    database_recreate(options.database_url, drop_only=True)
         if failed or options.keep:
             _log(f"logs kept in {logs}")
         else:

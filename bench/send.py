@@ -50,7 +50,6 @@ import shutil
 import signal
 import smtplib
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -59,6 +58,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.harness import (  # noqa: E402 (after the path is set)
+    Children,
+    database_recreate,
+    free_port,
+    redis_flush,
+    targets_check,
+)
 
 PROFILE_ENV = "BENCH_SEND_PROFILE"
 SINK_PATHS = ("/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink")
@@ -95,30 +102,6 @@ def _smtp_sink_binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In a child, before exec: SIGTERM when the bench dies, even by SIGKILL."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _targets_check(options: argparse.Namespace) -> None:
-    """The bench drops its database and flushes its Redis database: never shared ones."""
-    database = options.database_url.rsplit("/", 1)[1]
-    if database in {"esp", "postgres", "template0", "template1", "test", "root"}:
-        sys.exit(f"--database-url names {database!r}: the bench drops it; use a bench database.")
-    redis_db = options.redis_url.rsplit("/", 1)[1]
-    if not redis_db.isdigit() or redis_db == "0":
-        sys.exit("--redis-url needs a database number of its own (not 0): it is flushed.")
-
-
 def _environment(options: argparse.Namespace, sink_port: int) -> None:
     """Settings for this process and every worker it starts (they inherit os.environ)."""
     env = os.environ
@@ -146,72 +129,7 @@ def _environment(options: argparse.Namespace, sink_port: int) -> None:
     env["PYTHONUNBUFFERED"] = "1"
 
 
-def _database_recreate(url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def _redis_flush(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 # --- processes and /proc ------------------------------------------------------------------
-
-
-class Children:
-    """Every process the bench starts, each in a session of its own; stop() ends them all."""
-
-    def __init__(self) -> None:
-        self.processes: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, command: list[str], *, log: Path) -> subprocess.Popen:
-        with log.open("wb") as handle:
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        self.processes[name] = process
-        return process
-
-    def dead(self) -> list[str]:
-        return [name for name, process in self.processes.items() if process.poll() is not None]
-
-    def stop(self, grace: float = 20.0) -> None:
-        # Workers first, warm shutdown (profiles are written then), the sink last.
-        order = sorted(self.processes.items(), key=lambda item: item[0] == "sink")
-        for _, process in order:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for name, process in order:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _log(f"{name} did not stop in {grace:.0f} s; killing it")
-        for _, process in order:
-            # The whole group: pool children of a worker stopped the hard way, too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=5)
-        self.processes.clear()
 
 
 def _proc_table() -> dict[int, tuple[int, str, float]]:
@@ -860,7 +778,7 @@ def _cprofile_summary(directory: Path) -> str:
 
 def _run(options: argparse.Namespace, children: Children, workdir: Path, made: set) -> dict:
     sink_binary = _smtp_sink_binary()
-    sink_port = _free_port()
+    sink_port = free_port()
     _environment(options, sink_port)
     profiling = os.environ.get(PROFILE_ENV, "")
     if profiling not in {"", "phases", "cprofile"}:
@@ -869,8 +787,8 @@ def _run(options: argparse.Namespace, children: Children, workdir: Path, made: s
 
     _log(f"recreating {options.database_url.rsplit('/', 1)[1]}, flushing {options.redis_url}")
     made.add("database")
-    _database_recreate(options.database_url)
-    _redis_flush(options.redis_url)
+    database_recreate(options.database_url)
+    redis_flush(options.redis_url)
     import django
 
     django.setup()
@@ -987,11 +905,11 @@ def main() -> None:
     if options.quick:
         options.recipients = 5_000
 
-    _targets_check(options)
+    targets_check(options)
 
     # SIGTERM ends the bench through its finally blocks, like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    children = Children()
+    children = Children(last=("sink",), log=_log)
     workdir = Path(tempfile.mkdtemp(prefix="bench-send-"))
     made: set[str] = set()
     failed = True
@@ -1006,10 +924,10 @@ def main() -> None:
 
                 connections.close_all()
             with contextlib.suppress(Exception):
-                _redis_flush(options.redis_url)
+                redis_flush(options.redis_url)
             if not options.keep:
                 with contextlib.suppress(Exception):
-                    _database_recreate(options.database_url, drop_only=True)
+                    database_recreate(options.database_url, drop_only=True)
         if failed or options.keep or os.environ.get(PROFILE_ENV):
             _log(f"worker and sink logs kept in {workdir}")
         else:

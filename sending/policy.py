@@ -201,8 +201,9 @@ class QuotaUsage:
 def workspace_quota_usage(
     *, workspace_id: int, now: dt.datetime | None = None
 ) -> QuotaUsage | None:
-    """Quotas and counts read now (not cached); None when the workspace has no policy."""
-    policy = SendingPolicy.objects.filter(workspace_id=workspace_id).first()
+    """Quotas (as the claim limit sees them, cached) and counts read now; None when the
+    workspace has no policy."""
+    policy = _facts(workspace_id)
     if policy is None:
         return None
     hour_start, day_start = _windows(now or wall_clock())

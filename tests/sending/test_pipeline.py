@@ -61,8 +61,12 @@ class RawSink:
                 self.received.append((envelope.mail_from, rcpt, envelope.original_content))
         return "250 2.0.0 Queued"
 
+    def envelopes_to(self, address: str) -> list[tuple[str, bytes]]:
+        """(envelope sender, bytes) of each message to address, in arrival order."""
+        return [(mail_from, raw) for mail_from, rcpt, raw in self.received if rcpt == address]
+
     def to(self, address: str) -> list[bytes]:
-        return [raw for _, rcpt, raw in self.received if rcpt == address]
+        return [raw for _, raw in self.envelopes_to(address)]
 
 
 @pytest.fixture

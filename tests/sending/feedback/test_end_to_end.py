@@ -5,14 +5,12 @@ handles what the listener stored; within seconds the delivery, the contact and t
 suppression list show it, and the next campaign to the list leaves the address out."""
 
 import re
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.utils import format_datetime
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -21,11 +19,11 @@ from sending import verp
 from sending.models import CampaignSend, Delivery, FeedbackEvent, InboundMessage
 from sending.pipeline import campaigns_start_due, chunk_send
 from sending.services.domains import sending_domain_add, sending_domain_check
-from sending.transports import transports_close
 from tests.conftest import redis_test_url
 from tests.factories import ContactListFactory, WorkspaceFactory
 from tests.sending.conftest import publish
 from tests.sending.feedback.test_listener import MailinProcess, _database_url
+from tests.sending.test_pipeline import RawSink, sink  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.serial]
 
@@ -36,49 +34,14 @@ State = Delivery.State
 
 
 @dataclass
-class Sink:
-    """The receivers' side: an SMTP server on loopback keeping each message's envelope sender
-    (the VERP return path) and bytes per recipient."""
-
-    received: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            for rcpt in envelope.rcpt_tos:
-                self.received.setdefault(rcpt, []).append(
-                    (envelope.mail_from, envelope.original_content)
-                )
-        return "250 2.0.0 Queued"
-
-
-@pytest.fixture
-def sink(settings, free_port):
-    handler = Sink()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.SENDING_TRANSPORT = "smtp"
-    settings.SENDING_SMTP_HOST, settings.SENDING_SMTP_PORT = "127.0.0.1", port
-    settings.SENDING_SMTP_SECURITY = "none"
-    settings.SENDING_SMTP_USERNAME = ""
-    transports_close()
-    try:
-        yield handler
-    finally:
-        transports_close()
-        controller.stop()
-
-
-@dataclass
 class Stack:
     campaign: Campaign
-    sink: Sink
+    sink: RawSink
     mailin: MailinProcess
 
     def sent(self, address: str) -> tuple[Delivery, str, bytes]:
         """The delivery to address, its envelope sender and the bytes the receiver got."""
-        [(mail_from, raw)] = self.sink.received[address]
+        [(mail_from, raw)] = self.sink.envelopes_to(address)
         return Delivery.objects.get(campaign=self.campaign, address=address), mail_from, raw
 
     def deliver(self, *, sender: str, rcpt: str, raw: bytes) -> None:
@@ -109,7 +72,7 @@ class Stack:
 
 
 @pytest.fixture
-def stack(dns_server, settings, sink, free_port, celery_worker_process):
+def stack(dns_server, settings, sink, free_port, celery_worker_process):  # noqa: F811
     settings.BASE_URL = "https://esp.example"
     workspace = WorkspaceFactory(postal_address="1 Harbour Street, Bristol")
     domain = sending_domain_add(workspace=workspace, domain=DOMAIN, acting_user=None)
@@ -318,8 +281,8 @@ def test_a_dsn_at_the_verp_address_bounces_the_delivery_and_the_next_campaign_sk
     assert (send.audience_total, send.deliveries_total) == (5, 4)
     assert send.excluded_suppressed + send.excluded_inactive == 1
     assert not Delivery.objects.filter(campaign=send.campaign, address=address).exists()
-    assert len(stack.sink.received[address]) == 1  # the first campaign's message only
-    assert len(stack.sink.received["reader2@mail2.test"]) == 2
+    assert len(stack.sink.to(address)) == 1  # the first campaign's message only
+    assert len(stack.sink.to("reader2@mail2.test")) == 2
 
 
 def test_an_arf_complaint_to_the_fbl_address_unsubscribes_and_suppresses_at_once(stack):
@@ -353,7 +316,7 @@ def test_an_arf_complaint_to_the_fbl_address_unsubscribes_and_suppresses_at_once
 
     assert send.deliveries_total == 4
     assert not Delivery.objects.filter(campaign=send.campaign, address=address).exists()
-    assert len(stack.sink.received[address]) == 1
+    assert len(stack.sink.to(address)) == 1
 
 
 def test_a_mail_to_the_list_unsubscribe_mailto_address_unsubscribes(stack):
