@@ -138,6 +138,12 @@ class Delivery(WorkspaceOwned):
                 name="sending_delivery_queued_idx",
                 condition=models.Q(state="queued"),
             ),
+            # The shaped claim: a campaign's queued rows towards one provider, by id.
+            models.Index(
+                fields=["campaign", "provider", "id"],
+                name="sending_delivery_provider_idx",
+                condition=models.Q(state="queued"),
+            ),
             models.Index(
                 fields=["next_attempt_at"],
                 name="sending_delivery_deferred_idx",

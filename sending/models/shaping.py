@@ -63,6 +63,11 @@ class ProviderLimit(models.Model):
     messages_per_minute = models.PositiveIntegerField(default=600)
     max_connections = models.PositiveSmallIntegerField(default=10)
     messages_per_connection = models.PositiveSmallIntegerField(default=100)
+    is_held = models.BooleanField(
+        default=False, help_text="Held by an operator: nothing is sent to this provider."
+    )
+    held_reason = models.CharField(max_length=300, blank=True)
+    held_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["provider"]
