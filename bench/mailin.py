@@ -148,6 +148,7 @@ def _seed(count: int) -> list[tuple[int, str]]:
         status=SendingDomain.Status.VERIFIED,
         first_verified_at=now,
         last_checked_at=now,
+        is_warmed_up=True,  # an established domain: no new-domain caps
     )
     contact_list = ContactList.objects.create(workspace=workspace, name="Newsletter")
     contacts = Contact.objects.bulk_create(

@@ -128,3 +128,40 @@ def _publish_heartbeat(sender, **kwargs) -> None:
     from espsite.health import heartbeat_record
 
     heartbeat_record(worker=_worker_name or f"worker@{os.getpid()}", at=time.time())
+
+
+@signals.celeryd_after_setup.connect
+def _consume_this_hosts_send_queue(sender: str, instance, **kwargs) -> None:
+    """A worker of the "send" queue also takes this host's queue (send.<host>): claims for
+    the sending IPs bound on this host, which workers elsewhere cannot send from."""
+    from sending.hosts import SEND_QUEUE, host_name, host_queue
+
+    queues = instance.app.amqp.queues
+    name = host_queue(host_name())
+    if SEND_QUEUE in queues.consume_from and name != SEND_QUEUE:
+        # Declared here, as task_create_missing_queues is off: producers route to another
+        # host's queue with a Queue object (see sending/hosts.py).
+        queues.select_add(Queue(name))
+
+
+@signals.worker_ready.connect
+def _publish_host_addresses(sender, **kwargs) -> None:
+    """This host's addresses in Redis, now and on the worker's timer, so that the admin on
+    any host can check a sending IP's bound_host (sending/hosts.py)."""
+    from sending.hosts import HOST_ADDRESSES_REFRESH_SECONDS
+
+    _host_addresses_publish_logged()
+    sender.timer.call_repeatedly(HOST_ADDRESSES_REFRESH_SECONDS, _host_addresses_publish_logged)
+
+
+def _host_addresses_publish_logged() -> None:
+    import logging
+
+    import redis
+
+    from sending.hosts import host_addresses_publish
+
+    try:
+        host_addresses_publish()
+    except redis.RedisError:
+        logging.getLogger(__name__).warning("Could not publish this host's addresses in Redis.")

@@ -7,6 +7,7 @@ files under var/. The README lists every variable.
 import hashlib
 import ipaddress
 import secrets
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -327,6 +328,8 @@ SENDING_INBOUND_HOST = env_str("SENDING_INBOUND_HOST", f"inbound.{_base.hostname
 SENDING_TRACKING_HOST = env_str("SENDING_TRACKING_HOST", _base.hostname)
 SENDING_RETURN_PATH_SUBDOMAIN = env_str("SENDING_RETURN_PATH_SUBDOMAIN", "bounces")
 SENDING_TRACKING_SUBDOMAIN = env_str("SENDING_TRACKING_SUBDOMAIN", "links")
+# This host's name as sending IPs' bound_host gives it; its send workers take "send.<name>".
+SENDING_HOST_NAME = env_str("SENDING_HOST_NAME", socket.gethostname())
 
 # How campaign mail leaves (an IP pool may choose another): "smtp" relays through a
 # smarthost (by default the local sink that `make run` starts), "mx" delivers to each
@@ -445,6 +448,9 @@ WARMUP_HOLD_BOUNCE_PERCENT = env_float("WARMUP_HOLD_BOUNCE_PERCENT", 5.0)
 WARMUP_HOLD_COMPLAINT_PERCENT = env_float("WARMUP_HOLD_COMPLAINT_PERCENT", 0.1)
 # Recipients who opened or clicked within this many days go first while warming.
 WARMUP_ENGAGED_DAYS = env_int("WARMUP_ENGAGED_DAYS", 90)
+# A new sending domain (not marked warmed up) follows the default schedule per provider
+# too, whatever IPs it sends from.
+WARMUP_NEW_DOMAINS = env_bool("WARMUP_NEW_DOMAINS", True)
 # Batch circuit breaker: the first batch's size, how much each next batch grows, and the
 # platform's thresholds (percent of the batch); workspaces cannot raise them.
 BREAKER_FIRST_BATCH = env_int("BREAKER_FIRST_BATCH", 500)

@@ -1,5 +1,8 @@
+import ipaddress
 import json
+import re
 
+import redis
 from csp.decorators import csp_update
 from django import forms
 from django.conf import settings
@@ -7,13 +10,14 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET
 
 from accounts.audit import audit_record
 from accounts.errors import ApplicationError
 from campaigns.models import Campaign
-from sending import outbox, policy, warmup
+from sending import hosts, outbox, policy, providers, warmup
 from sending.models import (
     CampaignSend,
     Delivery,
@@ -37,16 +41,178 @@ from sending.services import monitoring
 from sending.services import policy as policy_services
 from sending.views import operator
 
+# --- IP pools, their IPs and workspace assignments ---------------------------------------
+
+# A host name as SENDING_HOST_NAME gives it (socket.gethostname() by default).
+_HOST_NAME_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_HOST_NAME_LABEL}(?:\.{_HOST_NAME_LABEL})*$")
+# The addresses a "not an address of host" message lists, at most.
+_ADDRESSES_SHOWN = 8
+
+
+def _bound_host_problem(*, address: str, host: str) -> str | None:
+    """Why `address` cannot be a sending IP bound on `host` (blank: any host), or None."""
+    if not host:
+        if ipaddress.ip_address(address).is_loopback:
+            return None
+        return (
+            f"Name the host on which {address} is bound: blank (any host) is only for "
+            "loopback addresses (127.0.0.0/8, ::1), which every host has."
+        )
+    try:
+        has_address = hosts.host_has_address(host, address)
+        if has_address is None:
+            return (
+                f"No worker on host {host} has reported its addresses yet: start a worker "
+                f"there (with SENDING_HOST_NAME={host}), then save again."
+            )
+        if has_address:
+            return None
+        known = (
+            hosts.local_addresses()
+            if host == hosts.host_name()
+            else hosts.host_addresses_published(host)
+        )
+    except redis.RedisError:
+        return f"The addresses of host {host} could not be read from Redis; try again."
+    shown = ", ".join(sorted(known)[:_ADDRESSES_SHOWN]) + (
+        ", …" if len(known) > _ADDRESSES_SHOWN else ""
+    )
+    return (
+        f"{address} is not an address of host {host} (its addresses: {shown}). Bind it "
+        "there first, or name the host where it is bound."
+    )
+
+
+class SendingIpForm(forms.ModelForm):
+    """Refuses an address that its host does not have (as its workers report it)."""
+
+    class Meta:
+        model = SendingIp
+        fields = [
+            "address", "pool", "helo_hostname", "bound_host", "is_active", "state",
+            "warmup_started_on",
+        ]  # fmt: skip
+        help_texts = {
+            "bound_host": "The host (its SENDING_HOST_NAME) on which the address is bound: "
+            "that host's send workers send from it. Blank means any host, for loopback "
+            "addresses only (127.0.0.0/8 and ::1 exist on every host)."
+        }
+
+    def clean_bound_host(self) -> str:
+        host = (self.cleaned_data.get("bound_host") or "").strip()
+        if host and not _HOST_NAME.match(host):
+            raise forms.ValidationError(
+                f"“{host}” is not a host name: letters, digits, hyphens and dots, as "
+                "SENDING_HOST_NAME gives it on that host."
+            )
+        return host
+
+    def clean(self):
+        cleaned = super().clean()
+        address, host = cleaned.get("address"), cleaned.get("bound_host")
+        unchanged = self.instance.pk and not {"address", "bound_host"} & set(self.changed_data)
+        if address is None or host is None or unchanged:
+            return cleaned  # an invalid field has its message already; an old row is kept
+        problem = _bound_host_problem(address=address, host=host)
+        if problem:
+            self.add_error("bound_host", problem)
+        return cleaned
+
 
 class SendingIpInline(admin.TabularInline):
     model = SendingIp
+    form = SendingIpForm
     extra = 0
     fields = ["address", "helo_hostname", "bound_host", "is_active", "ptr_state", "ptr_checked_at"]
     readonly_fields = ["ptr_state", "ptr_checked_at"]
 
 
+class IpPoolForm(forms.ModelForm):
+    """A workspace has at most one dedicated pool, and only it sends through that pool."""
+
+    class Meta:
+        model = IpPool
+        fields = [
+            "name", "kind", "dedicated_workspace", "is_default", "warmup_schedule", "transport",
+        ]  # fmt: skip
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, workspace = cleaned.get("kind"), cleaned.get("dedicated_workspace")
+        if kind == IpPool.Kind.DEDICATED and workspace is None:
+            self.add_error(
+                "dedicated_workspace", "A dedicated pool names the workspace it sends for."
+            )
+        elif kind == IpPool.Kind.SHARED and workspace is not None:
+            self.add_error(
+                "dedicated_workspace",
+                "Only a dedicated pool names a workspace: choose “Dedicated” or leave this blank.",
+            )
+        if cleaned.get("is_default"):
+            self._clean_default(kind)
+        if kind == IpPool.Kind.DEDICATED and workspace is not None:
+            self._clean_dedicated(workspace)
+        return cleaned
+
+    def _clean_default(self, kind: str | None) -> None:
+        if kind == IpPool.Kind.DEDICATED:
+            self.add_error(
+                "is_default",
+                "The default pool sends for every workspace without a pool: it must be shared.",
+            )
+            return
+        other = IpPool.objects.filter(is_default=True).exclude(pk=self.instance.pk).first()
+        if other is not None:
+            self.add_error(
+                "is_default", f"“{other}” is the default pool already: untick it there first."
+            )
+
+    def _clean_dedicated(self, workspace) -> None:
+        pool_id = self.instance.pk
+        other = (
+            IpPool.objects.filter(kind=IpPool.Kind.DEDICATED, dedicated_workspace=workspace)
+            .exclude(pk=pool_id)
+            .first()
+        )
+        if other is not None:
+            self.add_error(
+                "dedicated_workspace",
+                f"{workspace} already has a dedicated pool, “{other}”: a workspace sends "
+                "through one pool, so add the IPs to that pool instead.",
+            )
+        assignment = (
+            WorkspacePool.objects.filter(workspace=workspace, pool__kind=IpPool.Kind.DEDICATED)
+            .exclude(pool_id=pool_id)
+            .exclude(pool__dedicated_workspace=workspace)
+            .select_related("pool__dedicated_workspace")
+            .first()
+        )
+        if assignment is not None:
+            self.add_error(
+                "dedicated_workspace",
+                f"{workspace} is assigned to “{assignment.pool}”, the dedicated pool of "
+                f"{assignment.pool.dedicated_workspace}: assign it its own pool first.",
+            )
+        if pool_id is not None:
+            strangers = sorted(
+                str(row.workspace)
+                for row in WorkspacePool.objects.filter(pool_id=pool_id)
+                .exclude(workspace=workspace)
+                .select_related("workspace")
+            )
+            if strangers:
+                self.add_error(
+                    "dedicated_workspace",
+                    f"Other workspaces send through this pool ({', '.join(strangers)}): a "
+                    f"dedicated pool sends for {workspace} only. Assign them another pool "
+                    "first.",
+                )
+
+
 @admin.register(IpPool)
 class IpPoolAdmin(admin.ModelAdmin):
+    form = IpPoolForm
     list_display = ["name", "kind", "transport", "dedicated_workspace", "is_default", "created_at"]
     list_filter = ["kind", "transport", "is_default"]
     search_fields = ["name", "dedicated_workspace__name"]
@@ -54,8 +220,33 @@ class IpPoolAdmin(admin.ModelAdmin):
     inlines = [SendingIpInline]
 
 
+class WorkspacePoolForm(forms.ModelForm):
+    """A dedicated pool is assigned to its own workspace only."""
+
+    class Meta:
+        model = WorkspacePool
+        fields = ["workspace", "pool", "assigned_at"]
+
+    def clean(self):
+        cleaned = super().clean()
+        workspace, pool = cleaned.get("workspace"), cleaned.get("pool")
+        if (
+            workspace is not None
+            and pool is not None
+            and pool.kind == IpPool.Kind.DEDICATED
+            and pool.dedicated_workspace_id != workspace.pk
+        ):
+            self.add_error(
+                "pool",
+                f"“{pool}” is dedicated to {pool.dedicated_workspace}: only that workspace "
+                "sends through it.",
+            )
+        return cleaned
+
+
 @admin.register(WorkspacePool)
 class WorkspacePoolAdmin(admin.ModelAdmin):
+    form = WorkspacePoolForm
     list_display = ["workspace", "pool", "assigned_at"]
     autocomplete_fields = ["workspace"]
     list_select_related = ["workspace", "pool"]
@@ -65,6 +256,7 @@ class WorkspacePoolAdmin(admin.ModelAdmin):
 class SendingIpAdmin(admin.ModelAdmin):
     """Operators' view of sending IPs, with forward-confirmed reverse DNS."""
 
+    form = SendingIpForm
     list_display = [
         "address", "pool", "helo_hostname", "bound_host", "is_active",
         "ptr_state", "ptr_names", "ptr_detail", "ptr_checked_at",
@@ -217,6 +409,16 @@ def _with_outbox_urls(get_urls):
                 "sending/mail-queue/retry-now/",
                 admin.site.admin_view(operator.mail_queue_retry_now),
                 name="sending_mail_queue_retry_now",
+            ),
+            path(
+                "sending/mail-queue/hold/",
+                admin.site.admin_view(operator.mail_queue_hold),
+                name="sending_mail_queue_hold",
+            ),
+            path(
+                "sending/mail-queue/release/",
+                admin.site.admin_view(operator.mail_queue_release),
+                name="sending_mail_queue_release",
             ),
             *get_urls(),
         ]
@@ -666,12 +868,105 @@ class ProviderLimitAdmin(admin.ModelAdmin):
         return super().get_changelist_form(request, form=ProviderLimitForm, **kwargs)
 
 
-@admin.register(RecipientDomain)
-class RecipientDomainAdmin(ReadOnlyAdmin):
-    """The MX look-ups' cache (sending/providers.py): a row older than
-    PROVIDER_MX_MAX_AGE_SECONDS is looked up again by the next send to its domain."""
+# An MX host's name once lower-cased and IDNA-encoded: LDH labels, a TLD that is no number.
+_MX_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_MX_HOST = re.compile(rf"^(?=.{{1,253}}$)(?:{_MX_LABEL}\.)+(?!\d+$){_MX_LABEL}$")
 
+
+def _mx_host_clean(entry: str) -> str:
+    """One MX host as stored ('ASPMX.L.Google.com.' -> 'aspmx.l.google.com');
+    ValidationError saying what is wrong with it otherwise."""
+    if any(char.isspace() for char in entry):
+        raise forms.ValidationError(f"“{entry}” contains a space: give one host name per line.")
+    if "*" in entry:
+        raise forms.ValidationError(
+            f"“{entry}” has a wildcard: MX hosts are exact host names (a provider is "
+            "recognised from the host name's ending, such as google.com)."
+        )
+    try:
+        ipaddress.ip_address(entry.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        raise forms.ValidationError(
+            f"“{entry}” is an IP address: an MX record names a host, never an address."
+        )
+    key = providers.domain_key(entry)
+    if key is None or not _MX_HOST.match(key):
+        raise forms.ValidationError(f"“{entry}” is not a host name (such as aspmx.l.google.com).")
+    return key
+
+
+class RecipientDomainForm(forms.ModelForm):
+    """Operators set a domain's provider (and its MX hosts, for the record) by hand."""
+
+    mx_hosts = forms.CharField(
+        label="MX hosts",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="One host name per line, most preferred first, such as aspmx.l.google.com.",
+    )
+
+    class Meta:
+        model = RecipientDomain
+        fields = ["domain", "provider", "mx_hosts"]
+        help_texts = {
+            "provider": "The provider whose limits and warm-up caps this domain's mail "
+            "counts against. With DNS_RESOLVERS set, the domain is looked up again after "
+            "PROVIDER_MX_MAX_AGE_SECONDS, which replaces what is set here.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["mx_hosts"] = "\n".join(self.instance.mx_hosts or [])
+
+    def clean_domain(self) -> str:
+        given = (self.cleaned_data.get("domain") or "").strip()
+        key = providers.domain_key(given)
+        if key is None or not _MX_HOST.match(key):
+            raise forms.ValidationError(f"“{given}” is not a domain name (such as acme-corp.de).")
+        if providers.is_reserved(key):
+            raise forms.ValidationError(
+                f"{key} is reserved for documentation and tests: its mail is never counted "
+                "against a provider, so a row here would not be read."
+            )
+        built_in = providers.table_provider(key)
+        if built_in is not None:
+            raise forms.ValidationError(
+                f"{key} is in the built-in table of consumer domains ({built_in}): a row "
+                "here would not be read."
+            )
+        return key
+
+    def clean_mx_hosts(self) -> list[str]:
+        entries = re.split(r"[\n,]", self.cleaned_data.get("mx_hosts") or "")
+        hosts_found: list[str] = []
+        for entry in (entry.strip() for entry in entries):
+            if entry:
+                host = _mx_host_clean(entry)
+                if host not in hosts_found:
+                    hosts_found.append(host)
+        return hosts_found
+
+
+@admin.register(RecipientDomain)
+class RecipientDomainAdmin(admin.ModelAdmin):
+    """The MX look-ups' cache (sending/providers.py): a row older than
+    PROVIDER_MX_MAX_AGE_SECONDS is looked up again by the next send to its domain.
+    Operators may add or correct a domain's provider here."""
+
+    form = RecipientDomainForm
     list_display = ["domain", "provider", "mx_hosts", "checked_at"]
     list_filter = ["provider"]
     search_fields = ["domain"]
     show_full_result_count = False
+    readonly_fields = ["checked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The domain is the row's key: a different domain is a new row.
+        return ["domain", "checked_at"] if obj is not None else ["checked_at"]
+
+    def save_model(self, request, obj: RecipientDomain, form, change: bool) -> None:
+        obj.checked_at = timezone.now()  # as set now: not due for a look-up before its age
+        super().save_model(request, obj, form, change)

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -41,6 +41,15 @@ from sending.services.deliveries import (
     send_start,
 )
 from sending.services.feedback import hard_bounce_apply, smtp_outcomes_record
+from sending.shaping import (
+    LONG_WAIT_SECONDS,
+    Grant,
+    Refusal,
+    chain_waiting,
+    grant_finish,
+    grant_release,
+    lane_grant,
+)
 from sending.transports import transport_for
 from sending.transports.base import Envelope, Result, TransportConfigError
 
@@ -57,6 +66,10 @@ class ChunkReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     lost_lease: int = 0
     throttled: bool = False  # a claim limit allowed nothing now: try again shortly
+    # When to try again (seconds); None: not worth waiting for in this chain (a warm-up
+    # cap, a held provider, a pool bound on other hosts): the chain ends, the sweep or the
+    # other hosts' workers carry on.
+    retry_after: float | None = 1.0
 
     def count(self, state: str) -> None:
         self.outcomes[state] = self.outcomes.get(state, 0) + 1
@@ -138,18 +151,41 @@ def chunk_send(*, campaign_id: int, limit: int | None = None) -> ChunkReport | N
     limit = claim_allowance(campaign_id=campaign_id, wanted=limit or settings.SENDING_CHUNK_SIZE)
     if not limit:
         return ChunkReport(throttled=True)
-    claim = deliveries_claim(campaign_id=campaign_id, limit=limit)
+    campaign = Campaign.objects.select_related("workspace", "template").get(pk=campaign_id)
+    pool = campaign_pool(campaign)
+    grant = lane_grant(campaign=campaign, pool=pool, wanted=limit)
+    if isinstance(grant, Refusal):
+        if grant.reason == "nothing claimable":
+            return None
+        wait = grant.wait_seconds
+        return ChunkReport(throttled=True, retry_after=wait if wait < LONG_WAIT_SECONDS else None)
+    try:
+        return _grant_send(campaign=campaign, pool=pool, grant=grant)
+    finally:
+        grant_release(grant)
+
+
+def _grant_send(*, campaign: Campaign, pool: IpPool | None, grant: Grant) -> ChunkReport | None:
+    claim = deliveries_claim(
+        campaign_id=campaign.pk,
+        limit=grant.count,
+        provider=grant.provider,
+        source_ip=grant.source_ip,
+        engaged_first=grant.engaged_first,
+    )
     if claim is None:
+        grant.give_back(grant.count)
         return None
     report = ChunkReport(claimed=len(claim.deliveries))
     if not claim.deliveries:
+        grant.give_back(grant.count)
         return report
-    campaign = Campaign.objects.select_related("workspace", "template").get(pk=campaign_id)
     try:
         builder = _builder(campaign)
     except BuildError as error:
         # The campaign itself cannot be built (its domain lost verification, a template
         # that no longer compiles): hand the rows back and pause, with the reason shown.
+        grant.give_back(grant.count)
         deliveries_release(delivery_ids=[d.pk for d in claim.deliveries], token=claim.token)
         campaign_pause(campaign=campaign, acting_user=None, reason=str(error))
         return report
@@ -158,7 +194,7 @@ def chunk_send(*, campaign_id: int, limit: int | None = None) -> ChunkReport | N
     failures: list[tuple[Delivery, str]] = []
     for delivery in claim.deliveries:
         try:
-            envelopes[delivery.pk] = builder.build(
+            envelope = builder.build(
                 delivery_id=delivery.pk,
                 contact=delivery.contact,
                 variant=delivery.variant,
@@ -167,6 +203,10 @@ def chunk_send(*, campaign_id: int, limit: int | None = None) -> ChunkReport | N
             )
         except BuildError as error:
             failures.append((delivery, str(error)))
+            continue
+        if grant.source_ip:
+            envelope = replace(envelope, source_address=grant.source_ip)
+        envelopes[delivery.pk] = envelope
     if failures:
         deliveries_fail_unsent(token=claim.token, failures=failures)
         for _ in failures:
@@ -178,18 +218,21 @@ def chunk_send(*, campaign_id: int, limit: int | None = None) -> ChunkReport | N
         message_ids={pk: envelope.message_id for pk, envelope in envelopes.items()},
     )
     report.lost_lease = len(envelopes) - len(in_flight)
+    grant.give_back(grant.count - len(in_flight))
     if not in_flight:
         return report
     try:
-        transport = transport_for(campaign_pool(campaign))
+        transport = transport_for(pool)
         results = transport.send_many([envelopes[pk] for pk in sorted(in_flight)])
     except TransportConfigError as error:
         # Nothing was handed over: the rows wait in the queue while an operator fixes the
         # transport, and the campaign pauses with the reason.
+        grant.give_back(grant.count)
         deliveries_return_unsent(delivery_ids=list(in_flight), token=claim.token)
         logger.error("Campaign %s paused: transport refused: %s", campaign.pk, error)
         campaign_pause(campaign=campaign, acting_user=None, reason=f"Transport: {error}")
         return report
+    grant_finish(grant, results)
 
     by_id = {delivery.pk: delivery for delivery in claim.deliveries}
     outcomes = [(by_id[r.delivery_id], _outcome(r, transport.name)) for r in results]
@@ -411,7 +454,9 @@ def campaigns_needing_workers() -> tuple[list[int], list[int]]:
             deliveries.filter(state=State.QUEUED).exists()
             or deliveries.filter(state=State.DEFERRED, next_attempt_at__lte=now).exists()
         )
-        busy = deliveries.filter(updated_at__gte=quiet_since).exists()
+        busy = deliveries.filter(updated_at__gte=quiet_since).exists() or chain_waiting(
+            campaign_id=campaign_id
+        )
         if claimable and not busy:
             stalled.append(campaign_id)
     return stalled, finished

@@ -65,18 +65,39 @@ def campaigns_start_due_task() -> list[int]:
 
 
 def campaign_send_fan_out(campaign_id: int) -> None:
-    """SENDING_FANOUT chains of send tasks per campaign: each chain re-enqueues itself."""
-    for _ in range(settings.SENDING_FANOUT):
-        transaction.on_commit(lambda: campaign_send_task.delay(campaign_id))
+    """SENDING_FANOUT chains of send tasks per campaign and per host that holds IPs of its
+    pool (sending/hosts.py): each chain re-enqueues itself on its host's queue."""
+    from campaigns.models import Campaign
+    from sending.pipeline import campaign_pool
+    from sending.shaping import send_hosts
+
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None:
+        return
+    for host in send_hosts(campaign_pool(campaign)):
+        for _ in range(settings.SENDING_FANOUT):
+            transaction.on_commit(lambda host=host: _send_enqueue(campaign_id, host))
+
+
+def _send_enqueue(campaign_id: int, host: str, countdown: float | None = None) -> None:
+    from kombu import Queue
+
+    from sending.hosts import host_queue
+
+    queue = host_queue(host)
+    campaign_send_task.apply_async(
+        (campaign_id, host), countdown=countdown, queue=Queue(queue), routing_key=queue
+    )
 
 
 @shared_task(acks_late=True)
-def campaign_send_task(campaign_id: int) -> int:
+def campaign_send_task(campaign_id: int, host: str = "") -> int:
     """Send chunks for about SENDING_TASK_SECONDS, then hand over to a fresh task, so that a
     worker is never tied to one campaign for long. Returns the deliveries claimed."""
     import time
 
     from sending.pipeline import campaign_finish_if_done, chunk_send
+    from sending.shaping import chain_touch
 
     deadline = time.monotonic() + settings.SENDING_TASK_SECONDS
     claimed = 0
@@ -85,11 +106,16 @@ def campaign_send_task(campaign_id: int) -> int:
         if report is None:
             campaign_finish_if_done(campaign_id=campaign_id)
             return claimed
-        if report.throttled:  # shaping allows nothing now: come back in a second
-            campaign_send_task.apply_async((campaign_id,), countdown=1)
+        if report.throttled:
+            if report.retry_after is None:  # capped for today, held, or another host's
+                return claimed
+            # No room now: come back when the window has some.
+            wait = max(report.retry_after, 0.2)
+            chain_touch(campaign_id=campaign_id, seconds=wait + 5)
+            _send_enqueue(campaign_id, host, countdown=wait)
             return claimed
         claimed += report.claimed
-    campaign_send_task.delay(campaign_id)
+    _send_enqueue(campaign_id, host)
     return claimed
 
 

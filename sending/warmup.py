@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, IntegerField, Q, Value, When
+from django.db.models import Case, Count, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from accounts.audit import audit_record
-from sending.models import SendingDomain, SendingIp, WarmupSchedule
-from sending.models.shaping import default_ramp
+from campaigns.models import Campaign
+from sending.models import Delivery, SendingDomain, SendingIp, WarmupSchedule
+from sending.models.shaping import PROVIDERS, default_ramp
+from sending.selectors import sending_domain_for_from_address
 
 # An ETA further than this is no ETA (a cap of 0 for ever: a paused IP).
 _ETA_HORIZON_DAYS = 3650
@@ -457,3 +459,185 @@ def engaged_first_annotation(*, prefix: str = "", now: dt.datetime | None = None
         **{f"{prefix}last_clicked_at__gte": cutoff}
     )
     return Case(When(recent, then=Value(0)), default=Value(1), output_field=IntegerField())
+
+
+# --- a campaign's warm-up, as its Delivery panel shows it --------------------------------
+
+_HELD_FOR_WORDS = {"deferral": "deferrals", "bounce": "bounces", "complaint": "complaints"}
+
+
+@dataclass(frozen=True)
+class WarmupLine:
+    """The warm-up limit that binds one provider's queued rows of a campaign: "Warming
+    up: {attempted_today} of {cap} today to {provider}, the rest by {eta}"."""
+
+    provider: str
+    limit: str  # what binds: "ip" (the pool's warming IPs) or "domain" (a new sending domain)
+    cap: int  # today's cap (summed over the warming IPs)
+    attempted_today: int  # sent, deferred or bounced today: what the cap counts
+    queued: int
+    eta: dt.date | None  # the day the queued rows will have gone (None: never)
+    held_for: list[str]  # the thresholds yesterday crossed: the ramp did not advance
+
+    @property
+    def provider_label(self) -> str:
+        if self.provider in ("", "other"):
+            return "other providers"
+        return dict(PROVIDERS).get(self.provider, self.provider).split(" (")[0]
+
+    @property
+    def held_text(self) -> str:
+        return " and ".join(_HELD_FOR_WORDS.get(reason, reason) for reason in self.held_for)
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """One limit on a provider today: its cap, what was taken, its caps from today on."""
+
+    cap: int
+    attempted: int
+    ahead: Iterator[int | None]
+    held_for: list[str]
+
+    @property
+    def room(self) -> int:
+        return max(self.cap - self.attempted, 0)
+
+
+def _limit(
+    target: SendingIp | SendingDomain,
+    caps: list[int],
+    stats: Mapping[dt.date, DayStats],
+    provider: str,
+    today: dt.date,
+) -> _Limit | None:
+    cap = cap_today(
+        ip_or_domain_state=target, schedule=caps, provider=provider, today=today, stats=stats
+    )
+    if cap is None:
+        return None
+    day = effective_warmup_day(started_on=target.warmup_started_on, today=today, daily_stats=stats)
+    return _Limit(
+        cap=cap,
+        attempted=stats[today].attempted if today in stats else 0,
+        ahead=caps_ahead(caps, day),
+        held_for=is_held(today=today, daily_stats=stats),
+    )
+
+
+def _summed_ahead(iterators: list[Iterator[int | None]]) -> Iterator[int | None]:
+    """Several IPs' caps day by day: their sum, until one has no cap (then None)."""
+    for caps in zip(*iterators, strict=False):
+        if None in caps:
+            break
+        yield sum(caps)
+    yield None
+
+
+def _summed(limits: list[_Limit | None]) -> _Limit | None:
+    """The pool's warming IPs together: no cap when one of them has none."""
+    if not limits or None in limits:
+        return None
+    return _Limit(
+        cap=sum(limit.cap for limit in limits),
+        attempted=sum(limit.attempted for limit in limits),
+        ahead=_summed_ahead([limit.ahead for limit in limits]),
+        held_for=sorted({reason for limit in limits for reason in limit.held_for}),
+    )
+
+
+def _rooms_ahead(limits: list[_Limit]) -> Iterator[int | None]:
+    """Room today under every limit at once, then the smallest cap of each later day."""
+    iterators = [limit.ahead for limit in limits]
+    for iterator in iterators:
+        next(iterator, None)  # today's cap: today has its room instead
+    yield min(limit.room for limit in limits)
+    while True:
+        caps = [cap for cap in (next(iterator, None) for iterator in iterators) if cap is not None]
+        if not caps:
+            yield None
+            return
+        yield min(caps)
+
+
+def campaign_warmup_lines(*, campaign: Campaign, today: dt.date) -> list[WarmupLine]:
+    """Per provider of the campaign's queued rows, the warm-up limit that binds it today,
+    as the claim-time shaper (sending/shaping.py) applies them: the pool's warming IPs
+    together (none when the pool has an active IP in service, which takes any volume) and
+    the campaign's sending domain while it is new; the smaller room wins. Providers
+    without a cap are left out.
+
+    A constant number of queries whatever the providers: queued rows per provider in one,
+    then one stats query per warming IP and one for the domain.
+    """
+    # Imported here: the pipeline imports the shaper, which imports this module.
+    from sending.pipeline import campaign_pool
+
+    queued = dict(
+        Delivery.objects.filter(campaign=campaign, state=Delivery.State.QUEUED)
+        .values("provider")
+        .annotate(rows=Count("pk"))
+        .order_by()
+        .values_list("provider", "rows")
+    )
+    if not queued:
+        return []
+    ip_targets: list[tuple[SendingIp, list[int], dict]] = []
+    pool = campaign_pool(campaign)
+    if pool is not None:
+        in_service = list(
+            SendingIp.objects.filter(pool=pool, is_active=True)
+            .exclude(state=SendingIp.State.PAUSED)
+            .select_related("pool__warmup_schedule")
+        )
+        if in_service and all(ip.state == SendingIp.State.WARMING for ip in in_service):
+            caps = schedule_for(in_service[0])  # one pool, one schedule
+            ip_targets = [
+                (ip, caps, warmup_stats_for(ip_or_domain=ip, provider=None, today=today))
+                for ip in in_service
+            ]
+    domain_target: tuple[SendingDomain, list[int], dict] | None = None
+    if settings.WARMUP_NEW_DOMAINS:
+        domain = sending_domain_for_from_address(
+            workspace=campaign.workspace, address=campaign.from_email
+        )
+        if domain is not None and not domain.is_warmed_up:
+            domain_target = (
+                domain,
+                schedule_for(domain),
+                warmup_stats_for(ip_or_domain=domain, provider=None, today=today),
+            )
+    lines = []
+    for provider, rows in sorted(queued.items()):
+        limits: dict[str, _Limit] = {}
+        if ip_targets:
+            summed = _summed(
+                [
+                    _limit(ip, caps, stats.get(provider, {}), provider, today)
+                    for ip, caps, stats in ip_targets
+                ]
+            )
+            if summed is not None:
+                limits["ip"] = summed
+        if domain_target is not None:
+            domain, caps, stats = domain_target
+            found = _limit(domain, caps, stats.get(provider, {}), provider, today)
+            if found is not None:
+                limits["domain"] = found
+        if not limits:
+            continue
+        kind, binding = min(limits.items(), key=lambda item: item[1].room)
+        lines.append(
+            WarmupLine(
+                provider=provider,
+                limit=kind,
+                cap=binding.cap,
+                attempted_today=binding.attempted,
+                queued=rows,
+                eta=warmup_eta(
+                    remaining=rows, today=today, caps=_rooms_ahead(list(limits.values()))
+                ),
+                held_for=binding.held_for,
+            )
+        )
+    return lines

@@ -30,6 +30,7 @@ from contacts.models import Contact
 from contacts.suppressions import suppressed_hashes
 from sending.models import CampaignSend, Delivery
 from sending.providers import providers_for_domains
+from sending.warmup import engaged_first_sql
 
 State = Delivery.State
 _jitter = secrets.SystemRandom()
@@ -199,10 +200,21 @@ def _split_for_ab_test(*, ab_test: AbTest, total: int) -> None:
 
 
 def deliveries_claim(
-    *, campaign_id: int, limit: int, lease_seconds: int | None = None
+    *,
+    campaign_id: int,
+    limit: int,
+    lease_seconds: int | None = None,
+    provider: str | None = None,
+    source_ip: str | None = None,
+    engaged_first: bool = False,
 ) -> Claim | None:
     """Lease up to `limit` queued (or due deferred) deliveries of a campaign that is not
-    paused. Addresses suppressed since the snapshot are skipped here, not sent."""
+    paused. Addresses suppressed since the snapshot are skipped here, not sent.
+
+    Shaped claims (sending/shaping.py) take only rows towards `provider`, stamp the
+    `source_ip` they will leave from, and with `engaged_first` take recipients who opened
+    or clicked lately before the others (while an IP or domain warms up).
+    """
     lease_seconds = lease_seconds or settings.DELIVERY_LEASE_SECONDS
     token = uuid.uuid4()
     # Queued and due deferred rows are looked up apart, each through its own index (the
@@ -210,23 +222,37 @@ def deliveries_claim(
     # planner walk the primary key from the campaign's first row, past every row already
     # sent, so that each claim costs more than the last (O(n) a claim, O(n^2) a send).
     # Rows locked by a branch but not kept by the final LIMIT are free again at commit.
+    join, rank, rank_params, order = "", "0", [], "d.id"
+    if engaged_first:
+        join = "LEFT JOIN contacts_contact c ON c.id = d.contact_id"
+        rank, rank_params = engaged_first_sql(contact_alias="c")
+        order = f"{rank}, d.id"
+    where, where_params = "", []
+    if provider is not None:
+        where, where_params = "AND d.provider = %s", [provider]
+    branch = (
+        f"SELECT d.id, {rank} AS rank FROM sending_delivery d {join} "  # noqa: S608
+        "WHERE d.campaign_id = %s AND {state} " + where + " "
+        f"ORDER BY {order} LIMIT %s FOR UPDATE OF d SKIP LOCKED"
+    )
+    queued = branch.format(state="d.state = 'queued'")
+    due = branch.format(state="d.state = 'deferred' AND d.next_attempt_at <= clock_timestamp()")
+    branch_params = [*rank_params, campaign_id, *where_params, *rank_params, limit]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "WITH queued AS (SELECT d.id FROM sending_delivery d "
-            "WHERE d.campaign_id = %s AND d.state = 'queued' "
-            "ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED), "
-            "due AS (SELECT d.id FROM sending_delivery d "
-            "WHERE d.campaign_id = %s AND d.state = 'deferred' "
-            "AND d.next_attempt_at <= clock_timestamp() "
-            "ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"WITH queued AS ({queued}), due AS ({due}) "  # noqa: S608
             "UPDATE sending_delivery SET state = 'claimed', lease_token = %s, "
-            "lease_expires_at = clock_timestamp() + make_interval(secs => %s), updated_at = now() "
-            "WHERE id IN (SELECT id FROM (SELECT id FROM queued UNION ALL SELECT id FROM due) c "
-            "ORDER BY id LIMIT %s) "
+            "lease_expires_at = clock_timestamp() + make_interval(secs => %s), "
+            "source_ip = %s::inet, updated_at = now() "
+            "WHERE id IN (SELECT id FROM (SELECT id, rank FROM queued "
+            "UNION ALL SELECT id, rank FROM due) c ORDER BY rank, id LIMIT %s) "
             "AND NOT (SELECT s.is_paused FROM sending_campaignsend s WHERE s.campaign_id = %s) "
             "RETURNING id, lease_expires_at",
-            [campaign_id, limit, campaign_id, limit, token, lease_seconds, limit, campaign_id],
-        )
+            [
+                *branch_params, *branch_params, token, lease_seconds, source_ip, limit,
+                campaign_id,
+            ],
+        )  # fmt: skip
         rows = cursor.fetchall()
     if not rows:
         return None

@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.errors import ApplicationError
@@ -12,7 +13,7 @@ from accounts.models import Role
 from accounts.scoping import WorkspaceRequest, workspace_view
 from campaigns.models import Campaign
 from campaigns.selectors import campaign_get
-from sending import pipeline, policy, selectors
+from sending import pipeline, policy, selectors, warmup
 from sending.models import Delivery
 from sending.tasks import campaign_send_fan_out
 
@@ -34,6 +35,8 @@ def campaign_progress(request: WorkspaceRequest, campaign_id: int) -> HttpRespon
     notice = policy.campaign_send_notice(campaign=campaign)
     if campaign.status == Campaign.Status.SCHEDULED:  # not started: only a policy's notice
         return render(request, "sending/_campaign_policy_notice.html", {"notice": notice})
+    under_way = campaign.status in (Campaign.Status.SENDING, Campaign.Status.PAUSED)
+    today = timezone.localdate()
     return render(
         request,
         "sending/_campaign_progress.html",
@@ -45,6 +48,10 @@ def campaign_progress(request: WorkspaceRequest, campaign_id: int) -> HttpRespon
             "send": getattr(campaign, "send", None),
             "can_edit": request.membership.has_role(Role.EDITOR),
             "polling": campaign.status == Campaign.Status.SENDING,
+            "today": today,
+            "warmup_lines": warmup.campaign_warmup_lines(campaign=campaign, today=today)
+            if under_way
+            else [],
         },
     )
 

@@ -1,6 +1,7 @@
 """The operators' views of traffic shaping, in the admin: the sending IPs today (state,
 warm-up caps, volume and yesterday's rates per provider, blocklist listings) and the mail
-queue (unfinished deliveries per provider and reason, with a "retry now" per provider).
+queue (unfinished deliveries per provider and reason, with "retry now", "hold" and
+"release" per provider).
 
 Plain views added to the admin site's URLs in sending/admin.py, like the outbox: staff
 only, after two-factor sign-in (admin_view).
@@ -13,16 +14,19 @@ from dataclasses import dataclass, field
 
 from django.contrib import admin, messages
 from django.db import connection
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, Value
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from sending import warmup
+from accounts.errors import ApplicationError
+from sending import queue_state, warmup
 from sending.models import Delivery, DnsblListing, ProviderLimit, SendingIp
+from sending.models.shaping import PROVIDERS
 from sending.services.deliveries import deliveries_retry_now
+from sending.services.queue import provider_hold, provider_release
 
 State = Delivery.State
 
@@ -181,12 +185,16 @@ REASONS = {
     State.CLAIMED: "in flight",
     State.IN_FLIGHT: "in flight",
 }
-REASON_ORDER = ["queued", "deferred", "holding for A/B", "in flight"]
+# "held": queued and due deferred rows of a provider an operator holds; "warming": queued
+# rows of campaigns that a warm-up cap refused today (sending/queue_state.py).
+REASON_ORDER = ["queued", "warming", "held", "deferred", "holding for A/B", "in flight"]
+PROVIDER_LABELS = dict(PROVIDERS)
 
 
 @dataclass
 class ProviderQueue:
     provider: str
+    limit: ProviderLimit | None = None  # the operators' settings and hold, if any
     counts: dict[str, int] = field(default_factory=dict)  # reason -> rows
     deferred_due: int = 0
     oldest_due_since: dt.datetime | None = None
@@ -195,38 +203,79 @@ class ProviderQueue:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def is_held(self) -> bool:
+        return self.limit is not None and self.limit.is_held
+
+    @property
+    def can_hold(self) -> bool:
+        return self.provider in PROVIDER_LABELS
+
     def oldest_due_age(self, now: dt.datetime) -> dt.timedelta | None:
         return now - self.oldest_due_since if self.oldest_due_since else None
 
     def reason_counts(self) -> list[tuple[str, int]]:
         return [(reason, self.counts.get(reason, 0)) for reason in REASON_ORDER]
 
+    def add(self, reason: str, rows: int) -> None:
+        if rows:
+            self.counts[reason] = self.counts.get(reason, 0) + rows
 
-def mail_queue(*, now: dt.datetime) -> list[ProviderQueue]:
-    """Unfinished deliveries per destination provider and reason, in one grouped query.
+
+def mail_queue(
+    *,
+    now: dt.datetime,
+    limits: dict[str, ProviderLimit] | None = None,
+    warming_waits: dict[str, set[int]] | None = None,
+) -> list[ProviderQueue]:
+    """Unfinished deliveries per destination provider and reason, in one grouped query;
+    every known provider is listed (so that it can be held), empty or not.
 
     A row is due since its creation when queued, since next_attempt_at when deferred and
     that time has come; the oldest due row's age says how far behind a provider is. The
     filter is Delivery.OPEN_STATES exactly, so that a partial index on those states
-    (provider, state) can serve it.
+    (provider, state) can serve it. `limits` ({provider: ProviderLimit}) tell the held
+    providers, `warming_waits` ({provider: campaign ids}) the campaigns a warm-up cap
+    refused today.
     """
+    limits = limits or {}
+    warming_waits = warming_waits or {}
+    held = {provider for provider, limit in limits.items() if limit.is_held}
     due_deferred = Q(state=State.DEFERRED, next_attempt_at__lte=now)
+    waiting = Q()
+    for provider, campaign_ids in warming_waits.items():
+        waiting |= Q(provider=provider, campaign_id__in=campaign_ids)
     rows = (
         Delivery.objects.filter(state__in=Delivery.OPEN_STATES)
         .values("provider", "state")
         .annotate(
             rows=Count("pk"),
             deferred_due=Count("pk", filter=due_deferred),
+            warming=Count("pk", filter=Q(state=State.QUEUED) & waiting)
+            if warming_waits
+            else Value(0),
             queued_since=Min("created_at", filter=Q(state=State.QUEUED)),
             deferred_since=Min("next_attempt_at", filter=due_deferred),
         )
         .order_by()
     )
-    queues: dict[str, ProviderQueue] = {}
+    queues = {
+        provider: ProviderQueue(provider=provider, limit=limits.get(provider))
+        for provider in PROVIDER_LABELS
+    }
     for row in rows:
-        queue = queues.setdefault(row["provider"], ProviderQueue(provider=row["provider"]))
-        reason = REASONS[row["state"]]
-        queue.counts[reason] = queue.counts.get(reason, 0) + row["rows"]
+        provider = row["provider"]
+        queue = queues.setdefault(provider, ProviderQueue(provider, limit=limits.get(provider)))
+        if row["state"] == State.QUEUED and provider in held:
+            queue.add("held", row["rows"])
+        elif row["state"] == State.QUEUED:
+            queue.add("warming", row["warming"])
+            queue.add("queued", row["rows"] - row["warming"])
+        elif row["state"] == State.DEFERRED and provider in held:
+            queue.add("held", row["deferred_due"])
+            queue.add("deferred", row["rows"] - row["deferred_due"])
+        else:
+            queue.add(REASONS[row["state"]], row["rows"])
         queue.deferred_due += row["deferred_due"]
         for since in (row["queued_since"], row["deferred_since"]):
             if since and (queue.oldest_due_since is None or since < queue.oldest_due_since):
@@ -237,13 +286,18 @@ def mail_queue(*, now: dt.datetime) -> list[ProviderQueue]:
 @require_GET
 def mail_queue_view(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    queues = mail_queue(now=now)
+    queues = mail_queue(
+        now=now,
+        limits={limit.provider: limit for limit in ProviderLimit.objects.all()},
+        warming_waits=queue_state.warming_waits(),
+    )
     context = {
         **admin.site.each_context(request),
         "title": "Mail queue",
         "reasons": REASON_ORDER,
         "rows": [(queue, queue.oldest_due_age(now)) for queue in queues],
         "totals": [sum(queue.counts.get(reason, 0) for queue in queues) for reason in REASON_ORDER],
+        "is_empty": not any(queue.total for queue in queues),
     }
     return TemplateResponse(request, "admin/sending/mail_queue.html", context)
 
@@ -257,4 +311,30 @@ def mail_queue_retry_now(request: HttpRequest) -> HttpResponse:
         f"{changed} deferred deliver{'y' if changed == 1 else 'ies'} to "
         f"{provider or '(unknown provider)'} due now.",
     )
+    return HttpResponseRedirect(reverse("admin:sending_mail_queue"))
+
+
+@require_POST
+def mail_queue_hold(request: HttpRequest) -> HttpResponse:
+    provider = request.POST.get("provider", "")
+    try:
+        limit = provider_hold(
+            provider=provider, reason=request.POST.get("reason", ""), acting_user=request.user
+        )
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{limit} held: nothing is sent to it until released.")
+    return HttpResponseRedirect(reverse("admin:sending_mail_queue"))
+
+
+@require_POST
+def mail_queue_release(request: HttpRequest) -> HttpResponse:
+    provider = request.POST.get("provider", "")
+    try:
+        limit = provider_release(provider=provider, acting_user=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{limit} released: its waiting mail goes again.")
     return HttpResponseRedirect(reverse("admin:sending_mail_queue"))

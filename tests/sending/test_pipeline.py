@@ -15,7 +15,7 @@ from django.utils import timezone
 from campaigns.models import Campaign
 from contacts.models import Contact, Subscription, Suppression
 from sending import links
-from sending.models import Delivery
+from sending.models import Delivery, SendingDomain
 from sending.pipeline import (
     campaign_finish_if_done,
     campaign_pause,
@@ -96,6 +96,8 @@ def campaign_factory(dns_server, settings):
         domain = sending_domain_add(workspace=workspace, domain=DOMAIN, acting_user=None)
         publish(dns_server, domain)
         sending_domain_check(domain=domain)
+        # An established domain: the new-domain warm-up has its own tests (shaping/).
+        SendingDomain.objects.filter(pk=domain.pk).update(is_warmed_up=True)
         contact_list = ContactListFactory(workspace=workspace)
         contacts = Contact.objects.bulk_create(
             Contact(workspace=workspace, email=f"reader{i}@mail{i % 7}.test", first_name=f"R{i}")

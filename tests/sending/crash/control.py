@@ -49,6 +49,8 @@ def _setup(recipients: int) -> dict:
     domain.refresh_from_db()
     if domain.status != SendingDomain.Status.VERIFIED:
         raise SystemExit(f"The domain did not verify: {domain.record_states}")
+    domain.is_warmed_up = True  # an established domain: no new-domain caps
+    domain.save(update_fields=["is_warmed_up"])
     contact_list = ContactListFactory(workspace=workspace)
     contacts = Contact.objects.bulk_create(
         (
