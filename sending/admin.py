@@ -340,15 +340,22 @@ class DkimKeyInline(admin.TabularInline):
 
 @admin.register(SendingDomain)
 class SendingDomainAdmin(admin.ModelAdmin):
-    list_display = ["domain", "workspace", "status", "last_checked_at", "first_verified_at"]
-    list_filter = ["status"]
+    list_display = [
+        "domain", "workspace", "status", "is_warmed_up", "last_checked_at", "first_verified_at",
+    ]  # fmt: skip
+    list_filter = ["status", "is_warmed_up"]
     search_fields = ["domain", "workspace__name", "workspace__slug"]
     list_select_related = ["workspace"]
     readonly_fields = [
         "workspace", "domain", "status", "record_states", "last_checked_at",
         "first_verified_at", "broken_at", "created_by", "created_at",
     ]  # fmt: skip
-    fields = [*readonly_fields, "return_path_subdomain", "tracking_subdomain"]
+    # An operator marks an established domain (one with a sending history elsewhere) warmed
+    # up: it then has no new-domain caps.
+    fields = [
+        *readonly_fields, "return_path_subdomain", "tracking_subdomain", "is_warmed_up",
+        "warmup_started_on",
+    ]  # fmt: skip
     inlines = [DkimKeyInline]
 
     def has_add_permission(self, request) -> bool:

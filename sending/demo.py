@@ -31,6 +31,7 @@ from sending.models import (
     SendingDomain,
     SendingIp,
 )
+from sending.providers import provider_of
 from sending.selectors import sending_domain_spec
 from sending.services.monitoring import dnsbl_zone_presets_install
 from sending.services.policy import sending_policy_create
@@ -86,23 +87,25 @@ def sending_demo_seed(*, workspace: Workspace) -> SendingDomain:
         defaults={
             "pool": pool,
             "helo_hostname": "localhost",
-            "bound_host": "localhost",
+            "bound_host": "",  # a loopback address: every host has it
             "state": SendingIp.State.WARMING,
             "warmup_started_on": started_on,
         },
     )
+    SendingIp.objects.filter(address="127.0.0.1", bound_host="localhost").update(bound_host="")
     # A demo seeded before warm-ups existed (made active by the migration, never started).
     SendingIp.objects.filter(address="127.0.0.1", warmup_started_on__isnull=True).update(
         state=SendingIp.State.WARMING, warmup_started_on=started_on
     )
     dnsbl_zone_presets_install()
-    domain = _demo_domain(workspace=workspace, name=DEMO_DOMAIN)
+    domain = _demo_domain(workspace=workspace, name=DEMO_DOMAIN, warmed_up=True)
     sending_demo_feedback_seed(workspace=workspace)
     return domain
 
 
-def _demo_domain(*, workspace: Workspace, name: str) -> SendingDomain:
-    """Idempotent: a verified sending domain with an active DKIM key, without DNS."""
+def _demo_domain(*, workspace: Workspace, name: str, warmed_up: bool = False) -> SendingDomain:
+    """Idempotent: a verified sending domain with an active DKIM key, without DNS; an
+    established one (`warmed_up`) or a new one that follows the warm-up schedule."""
     domain = SendingDomain.objects.filter(domain=name).first()
     if domain is None:
         now = timezone.now()
@@ -114,6 +117,7 @@ def _demo_domain(*, workspace: Workspace, name: str) -> SendingDomain:
             status=SendingDomain.Status.VERIFIED,
             first_verified_at=now,
             last_checked_at=now,
+            is_warmed_up=warmed_up,
         )
         pair = dkim.dkim_key_generate(dkim.RSA)
         DkimKey.objects.create(
@@ -297,6 +301,8 @@ def sending_demo_feedback_seed(*, workspace: Workspace) -> Campaign | None:
             attempt_count=1,
             last_response=f"250 2.0.0 Ok: queued as 4Rk1x2{index:02d}",
             message_id=f"<welcome.{campaign.pk}.{index}@{DEMO_DOMAIN}>",
+            provider=provider_of(contact.email.rpartition("@")[2]),
+            source_ip="127.0.0.1",
             created_at=sent_at,
             sent_at=sent_at + dt.timedelta(seconds=index),
             updated_at=sent_at + dt.timedelta(seconds=index),
