@@ -205,7 +205,12 @@ def _grant_send(*, campaign: Campaign, pool: IpPool | None, grant: Grant) -> Chu
             failures.append((delivery, str(error)))
             continue
         if grant.source_ip:
-            envelope = replace(envelope, source_address=grant.source_ip)
+            envelope = replace(
+                envelope,
+                source_address=grant.source_ip,
+                max_sessions=len(grant.slots),
+                messages_per_session=grant.messages_per_session,
+            )
         envelopes[delivery.pk] = envelope
     if failures:
         deliveries_fail_unsent(token=claim.token, failures=failures)

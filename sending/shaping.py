@@ -7,8 +7,11 @@ limits, then asks `lane_grant()` here. A lane's grant is the smallest of
 - the provider's rate from that IP (ProviderLimit.messages_per_minute, scaled to
   THROTTLE_WINDOW_SECONDS and slowed by the adaptive back-off after 421/4.7.x replies),
   shared fairly between the campaigns using it (sending/throttle.py);
-- a concurrency slot of the provider's max_connections from that IP, held while the chunk
-  is handed over and released after (a lease: a dead worker's slot lapses);
+- connection slots of the provider's max_connections from that IP: one at least, and one
+  more per 20 messages up to 10, held while the chunk is handed over and released after
+  (leases: a dead worker's slots lapse); the mx transport opens no more sessions to a
+  destination than the slots held, and closes each after the provider's messages per
+  connection;
 - today's warm-up room of a warming IP towards that provider, and of the campaign's
   sending domain while it is new (sending/warmup.py), counted in Redis and rebuilt from
   the Delivery rows when Redis lost them;
@@ -28,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import math
 import random
 import time
 import uuid
@@ -53,6 +57,10 @@ logger = logging.getLogger(__name__)
 _random = random.SystemRandom()
 # Warm-up caps need a stats query: read once a minute per (IP or domain, provider, day).
 _CAP_CACHE_SECONDS = 60.0
+# A grant holds one connection slot per this many messages, up to _SESSIONS_PER_GRANT (the
+# mx transport's share of a batch per session and its sessions per destination).
+_MESSAGES_A_SESSION_SHARE = 20
+_SESSIONS_PER_GRANT = 10
 # A wait longer than this is not worth a task waiting in the broker: the chain ends and
 # the sweep sets workers going again later (warm-up caps, held providers).
 LONG_WAIT_SECONDS = 30.0
@@ -227,7 +235,8 @@ class Grant:
     source_ip: str | None = None
     engaged_first: bool = False
     rate_key: str | None = None
-    slot: tuple[str, str] | None = None  # (key, holder) of the concurrency lease
+    slots: list[tuple[str, str]] = field(default_factory=list)  # (key, holder) leases
+    messages_per_session: int = 0  # the provider's messages per connection (0: any)
     _returns: list[Callable[[int], object]] = field(default_factory=list)
 
     def give_back(self, unused: int) -> None:
@@ -267,8 +276,17 @@ def _take_rate(grant: Grant, address: str, provider: str, campaign_id: int) -> f
         )
     grant.count = taken
     grant.rate_key = key
-    grant.slot = (key, holder)
+    grant.slots.append((key, holder))
+    grant.messages_per_session = limit.messages_per_connection
     grant._returns.append(lambda n: throttle.rate_return(key=key, count=n, member=member))
+    # More sessions for a bigger grant, as far as the provider's connection limit allows
+    # (the transport opens one per slot held, at most).
+    wanted_sessions = min(math.ceil(taken / _MESSAGES_A_SESSION_SHARE), _SESSIONS_PER_GRANT)
+    while len(grant.slots) < wanted_sessions:
+        holder = uuid.uuid4().hex
+        if not throttle.slot_acquire(key=key, limit=limit.max_connections, holder=holder):
+            break
+        grant.slots.append((key, holder))
     return None
 
 
@@ -365,10 +383,9 @@ def lane_grant(*, campaign: Campaign, pool: IpPool | None, wanted: int) -> Grant
 
 
 def grant_release(grant: Grant) -> None:
-    """Free the grant's concurrency slot (after the hand-over, or when unused)."""
-    if grant.slot is not None:
-        key, holder = grant.slot
-        grant.slot = None
+    """Free the grant's concurrency slots (after the hand-over, or when unused)."""
+    slots, grant.slots = grant.slots, []
+    for key, holder in slots:
         with contextlib.suppress(redis.RedisError):  # else the lease lapses by itself
             throttle.slot_release(key=key, holder=holder)
 

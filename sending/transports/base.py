@@ -24,6 +24,11 @@ class Envelope:
     message: bytes  # serialised with CRLF, DKIM-signed
     source_address: str = ""  # the sending IP to bind (mx), blank: any
     message_id: str = ""  # the Message-ID header's value, kept on the delivery
+    # What the destination provider takes from one IP (traffic shaping): at most this many
+    # sessions to one destination in this batch, this many messages a session (0: the
+    # transport's own defaults). Only a transport that talks to the MX itself applies them.
+    max_sessions: int = 0
+    messages_per_session: int = 0
 
 
 @dataclass(frozen=True)

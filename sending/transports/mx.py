@@ -279,12 +279,23 @@ class MxTransport:
                     )
                 continue
             jobs = jobs_build(envelopes, indices, results)
-            count = min(SESSIONS_PER_DESTINATION, math.ceil(len(jobs) / JOBS_PER_SESSION))
+            shaped = envelopes[indices[0]]
+            count = min(
+                shaped.max_sessions or SESSIONS_PER_DESTINATION,
+                SESSIONS_PER_DESTINATION,
+                math.ceil(len(jobs) / JOBS_PER_SESSION),
+            )
+            per_session = min(
+                shaped.messages_per_session or MESSAGES_PER_SESSION, MESSAGES_PER_SESSION
+            )
             helo = helos.get(source) or self.helo
             for part in range(count):
                 deliveries.append(
-                    self._deliver(self._sessions, route, source, helo, jobs[part::count], results)
-                )
+                    self._deliver(
+                        self._sessions, route, source, helo, jobs[part::count], results,
+                        per_session,
+                    )
+                )  # fmt: skip
         await asyncio.gather(*deliveries)
         for index, result in enumerate(results):
             if result is None:  # a safety net: every envelope gets an answer
@@ -319,17 +330,24 @@ class MxTransport:
         helo: str,
         jobs: list[Job],
         results: list,
+        per_session: int = MESSAGES_PER_SESSION,
     ) -> None:
         """Work off one destination's jobs on one session at a time."""
         async with slots:
             self._active += 1
             try:
-                await self._deliver_jobs(route, source, helo, deque(jobs), results)
+                await self._deliver_jobs(route, source, helo, deque(jobs), results, per_session)
             finally:
                 self._active -= 1
 
     async def _deliver_jobs(
-        self, route: Route, source: str, helo: str, queue: deque[Job], results: list
+        self,
+        route: Route,
+        source: str,
+        helo: str,
+        queue: deque[Job],
+        results: list,
+        per_session: int = MESSAGES_PER_SESSION,
     ) -> None:
         session: SmtpSession | None = None
         while queue:
@@ -343,7 +361,7 @@ class MxTransport:
                     job_defer(unreachable, results, str(error))
                 session = None  # any session it had broke before the new connection failed
                 break
-            if session is not None and session.message_count >= MESSAGES_PER_SESSION:
+            if session is not None and session.message_count >= per_session:
                 await session.quit()
                 session = None
         if session is not None and session.is_usable:

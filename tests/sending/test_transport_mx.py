@@ -297,3 +297,30 @@ def test_an_eai_recipient_goes_with_smtputf8_when_the_mx_offers_it(dns_server, s
 
     assert results[0].state == "sent"
     assert sink.received[0].rcpt_tos == ["josé@eai.test"]
+
+
+def test_a_providers_connection_limits_cap_sessions_and_messages_per_session(dns_server, sinks, mx):
+    """Shaped envelopes (sending/shaping.py): no more sessions to a destination than the
+    connection slots held, each closed after the provider's messages per connection."""
+    sink = sinks(delay=0.02)
+    route(dns_server, "limited.test", (10, "mx.limited.test", "127.0.0.2"))
+    batch = [
+        envelope(n, f"r{n}@limited.test", max_sessions=2, messages_per_session=5) for n in range(40)
+    ]
+
+    results = mx().send_many(batch)
+
+    assert {r.state for r in results} == {"sent"}
+    assert len(sink.received) == 40
+    assert sink.max_concurrent == 2  # without the limit: 2 sessions per 20 messages, up to 10
+    assert sink.session_count == 8  # 40 messages, 5 a session
+
+
+def test_without_limits_a_big_batch_gets_several_sessions(dns_server, sinks, mx):
+    sink = sinks(delay=0.02)
+    route(dns_server, "open.test", (10, "mx.open.test", "127.0.0.2"))
+
+    results = mx().send_many([envelope(n, f"r{n}@open.test") for n in range(100)])
+
+    assert {r.state for r in results} == {"sent"}
+    assert sink.max_concurrent == 5  # one session per 20 messages
