@@ -69,6 +69,13 @@ class Campaign(WorkspaceOwned):
     exclude_lists = models.ManyToManyField(ContactList, blank=True, related_name="+")
     exclude_segments = models.ManyToManyField(Segment, blank=True, related_name="+")
     tags = models.JSONField(default=list, blank=True)
+    track_opens = models.BooleanField(default=True, help_text="Add the open pixel.")
+    track_clicks = models.BooleanField(
+        default=True, help_text="Send links through the click redirect."
+    )
+    web_version = models.BooleanField(
+        default=True, help_text="Offer the view-in-browser page ({{ web_version_url }})."
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     scheduled_at = models.DateTimeField(
         null=True, blank=True, help_text="When a scheduled campaign starts sending (UTC)."

@@ -370,6 +370,11 @@ MAILIN_FBL_ADDRESSES = env_list("MAILIN_FBL_ADDRESSES") or [f"fbl@{SENDING_INBOU
 # enqueue); raw inbound mail is deleted after INBOUND_RETENTION_DAYS.
 INBOUND_SWEEP_SECONDS = env_int("INBOUND_SWEEP_SECONDS", 60)
 INBOUND_RETENTION_DAYS = env_int("INBOUND_RETENTION_DAYS", 30)
+
+# Tracking: open and click events live in monthly partitions, created this many months
+# ahead and dropped once older than the retention (reports keep their counters).
+TRACKING_PARTITIONS_AHEAD = env_int("TRACKING_PARTITIONS_AHEAD", 2)
+TRACKING_EVENT_RETENTION_DAYS = env_int("TRACKING_EVENT_RETENTION_DAYS", 400)
 # An address that soft-bounces this many times within this many days is suppressed.
 FEEDBACK_SOFT_BOUNCE_LIMIT = env_int("FEEDBACK_SOFT_BOUNCE_LIMIT", 3)
 FEEDBACK_SOFT_BOUNCE_DAYS = env_int("FEEDBACK_SOFT_BOUNCE_DAYS", 14)
