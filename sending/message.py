@@ -1,6 +1,6 @@
 """The message each recipient of a campaign gets, as the bytes a transport puts on the wire.
 
-    builder = CampaignMessageBuilder(campaign, base_url=settings.BASE_URL)   # once per campaign
+    builder = CampaignMessageBuilder(campaign)                  # once per campaign
     envelope = builder.for_variant(delivery.variant).build(delivery_id=…, contact=…)
 
 Everything that is the same for every recipient is done once, when the builder is made:
@@ -16,12 +16,13 @@ quoted-printable, and every line ends in CRLF. The HTML part writes non-ASCII ch
 as character references (`&#252;`), which keeps most HTML parts 7bit: quoted-printable
 costs ≈ 8 µs per KB.
 
-Tracked links and the pixel point at `base_url`, the platform's own host (BASE_URL): that
-is where the tracking routes are served with a certificate. A domain's branded tracking
-host (links.<domain>, a CNAME to SENDING_TRACKING_HOST) would need a certificate per
-domain; once the platform provisions them, the caller passes that host as `base_url`.
-Compliance links (unsubscribe, preferences, web version) are recognised by BASE_URL, on
-which compliance.tokens builds them, and are never tracked.
+Tracked links and the pixel point at the sending domain's tracking host
+(`https://links.<domain>`, a CNAME to SENDING_TRACKING_HOST) once the domain is verified
+and that CNAME passed its check; before that, at BASE_URL. The operator's TLS certificate
+must cover every such host (README, "Tracking"). A campaign with `track_clicks` off keeps
+its links as written, one with `track_opens` off gets no pixel. Compliance links
+(unsubscribe, preferences, web version) are recognised by BASE_URL, on which
+compliance.tokens builds them, and are never tracked.
 
 There is no Return-Path header: the receiving MTA writes it from MAIL FROM, which is the
 VERP address (`Envelope.mail_from`). An address with a non-ASCII local part (EAI) is
@@ -51,7 +52,7 @@ from contacts.models import Contact
 from sending import links, verp
 from sending.dkim import PreparedSigner
 from sending.domain_names import InvalidDomain, domain_normalize
-from sending.models import CampaignSend, Delivery
+from sending.models import CampaignSend, Delivery, RecordState, SendingDomain
 from sending.selectors import dkim_key_list_signing, sending_domain_for_from_address
 from sending.transports.base import Envelope
 
@@ -193,23 +194,34 @@ def _part(content_type: str, text: str, *, encode: bool = False) -> tuple[bytes,
     return head, data
 
 
+def tracking_base_url(domain: SendingDomain) -> str:
+    """Where a domain's tracked links and pixel point: its own tracking host once it is
+    verified and the tracking CNAME passed (a branded host, and the platform's reputation
+    kept apart from each sender's), else the platform's BASE_URL."""
+    if domain.is_verified and domain.record_state("tracking") == RecordState.PASS:
+        return f"https://{domain.tracking_host}"
+    return settings.BASE_URL.rstrip("/")
+
+
 class CampaignMessageBuilder:
     """Builds and signs every recipient's message of one campaign (and its variants).
 
     Raises BuildError when made for a campaign that cannot be sent as it is: its From
     domain is not a verified sending domain of the workspace, the domain has no active
     DKIM key, or the campaign does not compile. `build` makes no database query.
+
+    `base_url`: where tracked links and the pixel point; by default the sending domain's
+    (`tracking_base_url`).
     """
 
     def __init__(
         self,
         campaign: Campaign,
         *,
-        base_url: str,
+        base_url: str | None = None,
         now: Callable[[], datetime] | None = None,
     ):
         self.campaign = campaign
-        self.base_url = base_url.rstrip("/")
         self._now = now or timezone.now
         workspace = campaign.workspace  # fetched once: every recipient's context reads it
         domain = sending_domain_for_from_address(workspace=workspace, address=campaign.from_email)
@@ -219,6 +231,7 @@ class CampaignMessageBuilder:
                 "verified sending domain of this workspace."
             )
         self.sending_domain = domain
+        self.base_url = (base_url or tracking_base_url(domain)).rstrip("/")
         self.domain = domain.domain
         self.return_path_host = domain.return_path_host
         self.signers = [_signer(domain, key) for key in dkim_key_list_signing(domain=domain)]
@@ -331,11 +344,14 @@ class CampaignMessageBuilder:
             return found
 
         compliance_base = settings.BASE_URL
-        html = links.links_rewrite(rendered.html, rewrite=track, base_url=compliance_base)
-        html = links.pixel_add(
-            html, src=links.pixel_url(base_url=self.base_url, delivery_id=delivery_id)
-        )
-        text = _text_links_rewrite(rendered.text, rewrite=track, base_url=compliance_base)
+        html, text = rendered.html, rendered.text
+        if self.campaign.track_clicks:
+            html = links.links_rewrite(html, rewrite=track, base_url=compliance_base)
+            text = _text_links_rewrite(text, rewrite=track, base_url=compliance_base)
+        if self.campaign.track_opens:
+            html = links.pixel_add(
+                html, src=links.pixel_url(base_url=self.base_url, delivery_id=delivery_id)
+            )
         text_head, text_data = _part("text/plain", text)
         html_head, html_data = _part("text/html", _html_ascii(html))
         if self._boundary in text_data or self._boundary in html_data:
@@ -443,7 +459,7 @@ def campaign_render_bytes(campaign: Campaign, contact: Contact) -> bytes | None:
     RENDER_DELIVERY_ID, which no delivery has (its clicks and bounces find nothing).
     None when the campaign cannot go through the pipeline (its From domain not verified)."""
     try:
-        builder = CampaignMessageBuilder(campaign, base_url=settings.BASE_URL)
+        builder = CampaignMessageBuilder(campaign)
     except BuildError:
         return None
     delivery = Delivery.objects.filter(campaign=campaign, contact=contact).first()

@@ -8,6 +8,7 @@ the transport talks to the network; a worker that dies anywhere in between leave
 lease sweep sorts out. Celery tasks (sending/tasks.py) only call these functions.
 """
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -36,7 +37,6 @@ from sending.services.deliveries import (
     deliveries_fail_unsent,
     deliveries_mark_in_flight,
     deliveries_record,
-    deliveries_release,
     deliveries_return_unsent,
     send_start,
 )
@@ -123,12 +123,15 @@ _builders: dict[tuple[int, dt.datetime], CampaignMessageBuilder] = {}
 
 
 def _builder(campaign: Campaign) -> CampaignMessageBuilder:
-    """One builder per campaign per process (compiled once), rebuilt if the campaign changed."""
+    """One builder per campaign per process (compiled once), rebuilt if the campaign changed.
+
+    The builder points tracked links at the sending domain's tracking host once its CNAME
+    passed, else at BASE_URL (sending.message.tracking_base_url)."""
     key = (campaign.pk, campaign.updated_at)
     builder = _builders.get(key)
     if builder is None:
         _builders.clear()  # one campaign at a time per worker is the common case
-        builder = CampaignMessageBuilder(campaign, base_url=settings.BASE_URL)
+        builder = CampaignMessageBuilder(campaign)
         _builders[key] = builder
     return builder
 
@@ -152,6 +155,15 @@ def chunk_send(*, campaign_id: int, limit: int | None = None) -> ChunkReport | N
     if not limit:
         return ChunkReport(throttled=True)
     campaign = Campaign.objects.select_related("workspace", "template").get(pk=campaign_id)
+    try:
+        # Before any room is taken: the time between a grant and the wire stays short.
+        builder = _builder(campaign)
+    except BuildError as error:
+        # The campaign itself cannot be built (its domain lost verification, a template
+        # that no longer compiles): pause, with the reason shown; nothing was claimed.
+        with contextlib.suppress(ApplicationError):  # another chain paused it already
+            campaign_pause(campaign=campaign, acting_user=None, reason=str(error))
+        return None
     pool = campaign_pool(campaign)
     grant = lane_grant(campaign=campaign, pool=pool, wanted=limit)
     if isinstance(grant, Refusal):
@@ -160,12 +172,14 @@ def chunk_send(*, campaign_id: int, limit: int | None = None) -> ChunkReport | N
         wait = grant.wait_seconds
         return ChunkReport(throttled=True, retry_after=wait if wait < LONG_WAIT_SECONDS else None)
     try:
-        return _grant_send(campaign=campaign, pool=pool, grant=grant)
+        return _grant_send(campaign=campaign, builder=builder, pool=pool, grant=grant)
     finally:
         grant_release(grant)
 
 
-def _grant_send(*, campaign: Campaign, pool: IpPool | None, grant: Grant) -> ChunkReport | None:
+def _grant_send(
+    *, campaign: Campaign, builder: CampaignMessageBuilder, pool: IpPool | None, grant: Grant
+) -> ChunkReport | None:
     claim = deliveries_claim(
         campaign_id=campaign.pk,
         limit=grant.count,
@@ -180,16 +194,6 @@ def _grant_send(*, campaign: Campaign, pool: IpPool | None, grant: Grant) -> Chu
     if not claim.deliveries:
         grant.give_back(grant.count)
         return report
-    try:
-        builder = _builder(campaign)
-    except BuildError as error:
-        # The campaign itself cannot be built (its domain lost verification, a template
-        # that no longer compiles): hand the rows back and pause, with the reason shown.
-        grant.give_back(grant.count)
-        deliveries_release(delivery_ids=[d.pk for d in claim.deliveries], token=claim.token)
-        campaign_pause(campaign=campaign, acting_user=None, reason=str(error))
-        return report
-
     envelopes: dict[int, Envelope] = {}
     failures: list[tuple[Delivery, str]] = []
     for delivery in claim.deliveries:

@@ -346,7 +346,8 @@ def lane_grant(*, campaign: Campaign, pool: IpPool | None, wanted: int) -> Grant
     """Room for up to `wanted` messages of `campaign` on one lane, or why there is none."""
     ips = pool_ips(pool.pk if pool is not None else None)
     if ips.has_ips and not ips.here:
-        return Refusal("other host", 0.0)
+        # Not this host's mail: the chain ends; the workers of the pool's hosts send it.
+        return Refusal("other host", LONG_WAIT_SECONDS * 2)
     domain = warming_domain(campaign)
     held = {p for p, limit in provider_limits().items() if limit.is_held}
     if not ips.has_ips and domain is None and not held:
