@@ -92,6 +92,30 @@ class CampaignContentForm(forms.ModelForm):
         return self._template("text", Mode.TEXT)
 
 
+class CampaignTrackingForm(forms.ModelForm):
+    """The editor's "Tracking" fieldset: saved only when the fieldset was on the page (an
+    unticked box is absent from a POST, like a box that was never shown)."""
+
+    MARKER = "tracking_shown"
+
+    class Meta:
+        model = Campaign
+        fields = ["track_opens", "track_clicks", "web_version"]
+        labels = {
+            "track_opens": "Track opens",
+            "track_clicks": "Track clicks",
+            "web_version": "Offer a web version",
+        }
+        help_texts = {
+            "track_opens": "Adds an invisible image that reports when the email is opened. "
+            "Privacy features of some mail apps open every message, so opens are estimates.",
+            "track_clicks": "Sends links through a redirect that counts clicks. Off: links "
+            "go straight to their target and the report shows no clicks.",
+            "web_version": "The {{ web_version_url }} link opens the email in a browser. "
+            "Off: the link is empty and the page is unavailable.",
+        }
+
+
 class ImageUploadForm(forms.Form):
     # A plain file field: the service identifies the image by its content, inside its limits.
     file = forms.FileField(

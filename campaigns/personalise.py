@@ -65,14 +65,17 @@ def contact_values(contact: Contact) -> dict[str, Any]:
 
 
 def recipient_context(*, campaign: Campaign, contact: Contact) -> dict[str, Any]:
-    """Every merge value of one recipient, with working signed links."""
+    """Every merge value of one recipient, with working signed links (no web version link
+    when the campaign offers none: its page answers 404)."""
     ids = {"workspace_id": campaign.workspace_id, "contact_id": contact.pk}
     return {
         **contact_values(contact),
         "postal_address": campaign.workspace.postal_address,
         "unsubscribe_url": unsubscribe_url(**ids, campaign_id=campaign.pk),
         "preferences_url": preferences_url(**ids),
-        "web_version_url": web_version_url(**ids, campaign_id=campaign.pk),
+        "web_version_url": (
+            web_version_url(**ids, campaign_id=campaign.pk) if campaign.web_version else ""
+        ),
     }
 
 

@@ -13,7 +13,18 @@ from campaigns.selectors import campaign_tags
 from campaigns.starters import Starter
 from contacts.models import ContactList, Segment
 
-EDITABLE_FIELDS = ("subject", "preheader", "from_name", "from_email", "reply_to", "html", "text")
+EDITABLE_FIELDS = (
+    "subject",
+    "preheader",
+    "from_name",
+    "from_email",
+    "reply_to",
+    "html",
+    "text",
+    "track_opens",
+    "track_clicks",
+    "web_version",
+)
 
 
 @transaction.atomic

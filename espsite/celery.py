@@ -107,6 +107,12 @@ app.conf.beat_schedule = {
         "task": "sending.tasks.sending_ip_ptr_check_all_task",
         "schedule": 6 * 3600.0,
     },
+    # The tracking event table's monthly partitions: the coming months created ahead
+    # (TRACKING_PARTITIONS_AHEAD), those past TRACKING_EVENT_RETENTION_DAYS dropped.
+    "tracking-partitions": {
+        "task": "tracking.tasks.tracking_partitions_task",
+        "schedule": 24 * 3600.0,
+    },
 }
 
 app.autodiscover_tasks()

@@ -68,7 +68,9 @@ def _partition_create(connection, name: str, month: dt.date) -> None:
     into it (attaching a range the default holds rows of would fail)."""
     start, end = _bounds(month)
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE {name} (LIKE tracking_event INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        cursor.execute(
+            f"CREATE TABLE {name} (LIKE tracking_event INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )
         cursor.execute(
             f"WITH moved AS (DELETE FROM tracking_event_default "  # noqa: S608 - our names
             "WHERE occurred_at >= %s AND occurred_at < %s RETURNING *) "

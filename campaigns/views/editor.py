@@ -14,7 +14,7 @@ from accounts.errors import ApplicationError
 from accounts.models import Role
 from accounts.scoping import WorkspaceRequest, workspace_view
 from campaigns import library, preview, selectors, services
-from campaigns.forms import CampaignContentForm
+from campaigns.forms import CampaignContentForm, CampaignTrackingForm
 from campaigns.models import Campaign
 from campaigns.rendering import RenderedMessage, TemplateError, compile_template
 from campaigns.rendering.engine import Mode
@@ -104,12 +104,17 @@ def campaign_edit(request: WorkspaceRequest, campaign_id: int) -> HttpResponse:
     campaign = selectors.campaign_get(workspace=request.workspace, campaign_id=campaign_id)
     can_edit = request.membership.has_role(Role.EDITOR) and campaign.is_editable
     form = CampaignContentForm(request.POST or None, instance=campaign, workspace=request.workspace)
+    # A form without the tracking fieldset keeps the switches as they are.
+    tracking_posted = CampaignTrackingForm.MARKER in request.POST
+    tracking = CampaignTrackingForm(request.POST if tracking_posted else None, instance=campaign)
     status = 200
     if request.method == "POST":
-        if form.is_valid():
+        if form.is_valid() and (not tracking_posted or tracking.is_valid()):
             fields = dict(form.cleaned_data)
             if "template" not in request.POST:  # a form without the picker keeps the layout
                 fields.pop("template")
+            if tracking_posted:
+                fields.update(tracking.cleaned_data)
             try:
                 services.campaign_update(campaign=campaign, acting_user=request.user, **fields)
             except ApplicationError as error:
@@ -123,7 +128,7 @@ def campaign_edit(request: WorkspaceRequest, campaign_id: int) -> HttpResponse:
                 )
         status = 400
     if not can_edit:
-        for field in form.fields.values():
+        for field in [*form.fields.values(), *tracking.fields.values()]:
             field.disabled = True
     values = request.POST if request.method == "POST" else _saved_values(campaign)
     if form.has_error("template"):  # not a layout of this workspace: the form says so
@@ -134,6 +139,7 @@ def campaign_edit(request: WorkspaceRequest, campaign_id: int) -> HttpResponse:
         {
             "campaign": campaign,
             "form": form,
+            "tracking_form": tracking,
             "can_edit": can_edit,
             "contacts": selectors.preview_contact_choices(workspace=request.workspace),
             **_preview_of(request, campaign, values),

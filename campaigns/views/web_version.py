@@ -8,6 +8,8 @@ same 404 page, which says nothing about which it was.
 Choices:
 - Every campaign status is shown, drafts included: test sends carry the link, and a
   campaign cancelled or paused mid-send is already in inboxes.
+- A campaign whose web version is turned off (Campaign.web_version) gets the 404 page,
+  even for links in mail sent before it was turned off.
 - A suspended workspace's pages are not served: suspension is the operator's answer to
   abuse, and this page is the workspace's content on our domain.
 - The page is the campaign's own subject and body: the token names no A/B variant.
@@ -75,6 +77,8 @@ def web_version(request: HttpRequest, token: str) -> HttpResponse:
             workspace=contact.workspace, campaign_id=claim.campaign_id
         )
     except Http404:
+        return _invalid_link(request)
+    if not campaign.web_version:
         return _invalid_link(request)
     try:
         compiled = personalise.campaign_compile(campaign)

@@ -38,7 +38,7 @@ def test_render_of_a_verified_campaign_is_the_signed_wire_message(dns_server, se
     raw = target.read_bytes()
     assert raw.startswith(b"Return-Path: <bounces+")
     assert dkimpy.verify(raw.split(b"\r\n", 1)[1], dnsfunc=dkim_dnsfunc)
-    tracked = re.findall(rb"https://esp\.example/c/([A-Za-z0-9._-]+)", raw)
+    tracked = re.findall(rb"https://links\.news\.shop\.example/c/([A-Za-z0-9._-]+)", raw)
     assert tracked
     assert links.click_read(tracked[0].decode())[1] == "https://shop.example/"
 
