@@ -142,3 +142,34 @@ class LinkClick(WorkspaceOwned):
                 fields=["delivery", "url_hash"], name="tracking_linkclick_unique"
             ),
         ]
+
+
+class CampaignRollup(WorkspaceOwned):
+    """A campaign's report figures, computed by the roll-up task (tracking/rollups.py) from
+    its deliveries, feedback, consent records and activity counters, so that a report of
+    a million deliveries reads one row. `counts`: totals; `by_provider` and `by_variant`:
+    the same figures per destination provider and per A/B variant."""
+
+    campaign = models.OneToOneField(
+        Campaign, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    computed_at = models.DateTimeField()
+    counts = models.JSONField(default=dict)
+    by_provider = models.JSONField(default=dict)
+    by_variant = models.JSONField(default=dict)
+
+
+class WorkspaceDay(WorkspaceOwned):
+    """One day of a workspace's sending and engagement (UTC), for the dashboard's 30 days:
+    recomputed by the roll-up task for the days that can still change."""
+
+    day = models.DateField()
+    counts = models.JSONField(default=dict)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "day"], name="tracking_workspaceday_unique"
+            ),
+        ]
