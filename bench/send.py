@@ -2,7 +2,7 @@
 smtp-sink, against pre-built messages pushed by plain smtplib to the same sink, in one run.
 
     make bench-tools                                   # once: smtp-sink, no Postfix daemon
-    .venv/bin/python bench/send.py [--recipients 100000 | --quick]
+    .venv/bin/python bench/send.py [--recipients 100000 | --quick] [--shaping both|off|on]
 
 Creates a database of its own (esp_bench_send, dropped and recreated, dropped again at the
 end unless --keep) and uses Redis database 14 (flushed) as broker, result backend and
@@ -21,9 +21,22 @@ Baseline: the same number of messages, pre-built once with the campaign's own bu
 (200 distinct ones, sent round-robin: same size, already signed), pushed by 4 processes,
 each over one reused smtplib connection, to the same sink.
 
-Prints one JSON line: messages_per_s, baseline_messages_per_s, ratio (ours over the
-baseline), peak_rss_mb (peak_pss_mb: shared pages counted once), the settings in force,
-and what the send cost: cpu_s by process kind ("others": everything else on the machine
+Traffic shaping (--shaping, default both): the campaign is sent twice, each time as its
+own campaign to the same contacts, first unshaped (no sending IP in service: claims take
+any provider, as in the Delivery issue's figures), then shaped with limits set high (the
+default pool gets an active sending IP on loopback, every ProviderLimit allows 10,000,000
+messages a minute over 1,000 connections, the domain is warmed up): every chunk then
+takes a lane, its Redis rate and connection slots, and claims one provider's rows, but
+never waits. --shaping off|on measures one of them; --shaped-first swaps the order.
+--rounds N sends each variant N times, alternating which goes first (A B, B A, ...), and
+reports the medians: on a machine shared with other work, single sends vary by 20-30%.
+
+Prints one JSON line: messages_per_s (unshaped), shaped_messages_per_s, shaped_ratio
+(shaped over unshaped; the issue allows 0.9 at worst), shaped_cpu_ratio (the same for the
+stack's CPU per message, less disturbed by other load on the machine), every figure of the
+shaped send again under a shaped_ prefix, baseline_messages_per_s, ratio (the first send
+over the baseline), peak_rss_mb (peak_pss_mb: shared pages counted once), the settings in
+force, and what the send cost: cpu_s by process kind ("others": everything else on the machine
 meanwhile, which the rate shares the cores with), stack_cpu_ms_per_message and
 cpu_bound_messages_per_s (the rate those CPU seconds allow on idle cores). Worker settings
 come from the environment as usual: SENDING_CHUNK_SIZE, SENDING_FANOUT,
@@ -33,10 +46,11 @@ Where the time goes: BENCH_SEND_PROFILE=phases starts the bulk worker through th
 whose pool children time each step of chunk_send (claim, build and sign, in-flight mark,
 transport, record, ...) and the gaps between Celery tasks, and adds them to the JSON line
 ("profile": wall and main-thread CPU seconds per phase, ms per message, share of the
-children's time); the overhead is a few timer calls per step. BENCH_SEND_PROFILE=cprofile
-adds cProfile of the children's main thread and of the transport's loop thread (listings
-in the kept work directory, cprofile.txt); it slows Python-heavy steps, so compare its
-shares, not its rate.
+children's time); the overhead is a few timer calls per step. The phases add up every
+send of the run: profile one variant with --shaping off or --shaping on.
+BENCH_SEND_PROFILE=cprofile adds cProfile of the children's main thread and of the
+transport's loop thread (listings in the kept work directory, cprofile.txt); it slows
+Python-heavy steps, so compare its shares, not its rate.
 """
 
 import argparse
@@ -220,7 +234,8 @@ class Sampler(threading.Thread):
         self.peak_pss_mb = 0.0
         self.peak_process_rss_mb = 0.0
         self.cpu: dict[int, tuple[str, float, float]] = {}  # pid -> (role, first, last)
-        self.threads: dict[int, tuple[float, float]] = {}  # pool child -> (main, other)
+        # pool child -> (main, other) CPU seconds when first seen and when last seen
+        self.threads: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {}
         self.started_busy = _machine_busy()
         self.stopping = threading.Event()
         self._postgres_cmdlines: dict[int, str] = {}
@@ -251,7 +266,10 @@ class Sampler(threading.Thread):
                 total_rss, total_pss = total_rss + rss, total_pss + pss
                 self.peak_process_rss_mb = max(self.peak_process_rss_mb, rss)
                 if pid != root:
-                    self.threads[pid] = _threads_cpu(pid)
+                    now = _threads_cpu(pid)
+                    # A child first seen after the start spent all of its CPU inside the window.
+                    first = now if baseline else self.threads.get(pid, ((0.0, 0.0), now))[0]
+                    self.threads[pid] = (first, now)
         self.peak_rss_mb = max(self.peak_rss_mb, total_rss)
         self.peak_pss_mb = max(self.peak_pss_mb, total_pss)
         for pid, (_, name, seconds) in table.items():
@@ -274,8 +292,8 @@ class Sampler(threading.Thread):
         by_role: dict[str, float] = {}
         for role, first, last in self.cpu.values():
             by_role[role] = by_role.get(role, 0.0) + last - first
-        main = sum(values[0] for values in self.threads.values())
-        other = sum(values[1] for values in self.threads.values())
+        main = sum(last[0] - first[0] for first, last in self.threads.values())
+        other = sum(last[1] - first[1] for first, last in self.threads.values())
         machine_s = (busy - self.started_busy[0]) / CLOCK_TICKS
         # Everything else on the machine meanwhile (other jobs compete for the 2 cores).
         by_role["others"] = machine_s - sum(by_role.values())
@@ -311,14 +329,13 @@ def _body() -> str:
     return "\n".join(parts)
 
 
-def _seed(recipients: int):
-    """Workspace, verified domain with an RSA-2048 key, N subscribed contacts, the campaign."""
+def _seed(recipients: int, campaigns: int):
+    """Workspace, verified domain with an RSA-2048 key, N subscribed contacts, and
+    `campaigns` identical campaigns to them (one per variant measured)."""
     from django.db import connection, transaction
     from django.utils import timezone
 
     from accounts.models import User, Workspace
-    from campaigns.services import campaign_audience_update, campaign_create, campaign_update
-    from campaigns.starters import starter_get
     from contacts.models import ContactList, Field
     from sending import dkim
     from sending.models import DkimKey, SendingDomain
@@ -396,10 +413,20 @@ def _seed(recipients: int):
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE contacts_contact, contacts_subscription")
     seed_s = time.perf_counter() - started
+    made = [
+        _campaign_seed(workspace, contact_list, user, name=f"Spring newsletter {n + 1}")
+        for n in range(campaigns)
+    ]
+    return made, user, seed_s
+
+
+def _campaign_seed(workspace, contact_list, user, *, name: str):
+    from campaigns.services import campaign_audience_update, campaign_create, campaign_update
+    from campaigns.starters import starter_get
 
     campaign = campaign_create(
         workspace=workspace,
-        name="Spring newsletter",
+        name=name,
         starter=starter_get("newsletter"),
         acting_user=user,
     )
@@ -421,7 +448,64 @@ def _seed(recipients: int):
         tags=["Bench"],
         acting_user=user,
     )
-    return campaign, user, seed_s
+    return campaign
+
+
+# --- traffic shaping (the shaped variant) -------------------------------------------------
+
+# The variants a run measures, in order (--shaping; --shaped-first reverses them).
+VARIANTS = {"both": ["unshaped", "shaped"], "off": ["unshaped"], "on": ["shaped"]}
+# The smtp transport relays from whatever address the kernel picks (only the mx transport
+# binds a lane's source address), so a loopback address stands in for a sending IP.
+SHAPED_SOURCE_IP = "127.0.0.1"
+HIGH_MESSAGES_PER_MINUTE = 10_000_000
+HIGH_MAX_CONNECTIONS = 1000
+
+
+def _limits_raise() -> None:
+    """Every provider's limits far above what this machine sends: the shaped send pays for
+    its lanes (Redis counters, connection slots, claims by provider) but never waits."""
+    from sending.models import ProviderLimit
+    from sending.models.shaping import PROVIDERS
+
+    for provider, _ in PROVIDERS:
+        ProviderLimit.objects.update_or_create(
+            provider=provider,
+            defaults={
+                "messages_per_minute": HIGH_MESSAGES_PER_MINUTE,
+                "max_connections": HIGH_MAX_CONNECTIONS,
+                "is_held": False,
+            },
+        )
+
+
+def _shaping_set(*, enabled: bool) -> None:
+    """Shaping is on while the default pool has a sending IP in service (state active: no
+    warm-up cap; the domain is warmed up too), off once that IP is taken out of service."""
+    from django.conf import settings
+
+    from sending.models import IpPool, SendingIp
+
+    if enabled:
+        pool, _ = IpPool.objects.get_or_create(name="Bench shared", defaults={"is_default": True})
+        SendingIp.objects.update_or_create(
+            address=SHAPED_SOURCE_IP,
+            defaults={
+                "pool": pool,
+                "helo_hostname": "mta1.bench-shop.example",
+                "bound_host": "",
+                "state": SendingIp.State.ACTIVE,
+                "is_active": True,
+            },
+        )
+        changed = 1
+    else:
+        # Unshaped as in the Delivery issue's figures: no IP in service (no pool at all
+        # unless the shaped send came first).
+        changed = SendingIp.objects.filter(is_active=True).update(is_active=False)
+    if changed:
+        # Workers read a pool's IPs and the limits again after this long.
+        time.sleep(settings.SENDING_POLICY_CACHE_SECONDS + 0.5)
 
 
 # --- the workers --------------------------------------------------------------------------
@@ -516,8 +600,16 @@ def _send(campaign, user, *, children: Children, logs: Path) -> dict:
         first=Min("sent_at"), last=Max("sent_at")
     )
     snapshot_at = CampaignSend.objects.get(campaign=campaign).started_at
+    # The lanes the rows left on: a sending IP when shaped, none ("") otherwise.
+    source_ips = {
+        str(address or ""): count
+        for address, count in deliveries.values_list("source_ip")
+        .annotate(n=Count("id"))
+        .values_list("source_ip", "n")
+    }
     return {
         "by_state": by_state,
+        "source_ips": source_ips,
         "attempts": DeliveryAttempt.objects.filter(delivery__campaign=campaign).count(),
         "sent": by_state.get(Delivery.State.SENT, 0),
         "send_s": times["last"].timestamp() - started_at,
@@ -607,12 +699,18 @@ PHASES = {
     ("sending.pipeline", "deliveries_fail_unsent"): "fail_unsent",
     ("sending.pipeline", "deliveries_mark_in_flight"): "mark_in_flight",
     ("sending.pipeline", "campaign_pool"): "campaign_pool",
+    ("sending.pipeline", "lane_grant"): "lane_grant",
+    ("sending.shaping", "claimable_providers"): "lane_providers",
+    ("sending.pipeline", "grant_finish"): "grant_finish",
+    ("sending.pipeline", "grant_release"): "grant_release",
     ("sending.pipeline", "transport_for"): "transport_for",
     ("sending.transports.smtp.SmtpTransport", "send_many"): "transport",
     ("sending.pipeline", "deliveries_record"): "record",
     ("sending.pipeline", "_after_outcomes"): "after_outcomes",
     ("sending.pipeline", "campaign_finish_if_done"): "finish_if_done",
 }
+# Phases timed inside another phase (lane_providers inside lane_grant).
+NESTED_PHASES = {"lane_providers"}
 
 
 def _phases_install(totals: dict[str, list[float]]) -> None:
@@ -727,7 +825,9 @@ def _phases_summary(directory: Path, sent: int) -> dict:
     chunk_wall = phases.get("chunk", [0, 0.0, 0.0])[1]
     finish_wall = phases.get("finish_if_done", [0, 0.0, 0.0])[1]
     parts = sum(
-        wall for phase, (_, wall, _) in phases.items() if phase not in {"chunk", "finish_if_done"}
+        wall
+        for phase, (_, wall, _) in phases.items()
+        if phase not in {"chunk", "finish_if_done", *NESTED_PHASES}
     )
     # Inside chunk_send but in no phase: loading the campaign, grouping results. Inside a
     # task but outside its chunks: its loop and re-enqueue; between tasks, the child waits
@@ -777,6 +877,38 @@ def _cprofile_summary(directory: Path) -> str:
 # --- main ---------------------------------------------------------------------------------------
 
 
+def _variant_figures(send: dict, usage: dict, sampler: Sampler, sink_messages: int) -> dict:
+    """What one measured send gave: its rate, memory, states and CPU cost."""
+    figures = {
+        "messages_per_s": round(send["sent"] / send["send_s"]),
+        "peak_rss_mb": round(sampler.peak_rss_mb, 1),
+        "peak_pss_mb": round(sampler.peak_pss_mb, 1),
+        "peak_process_rss_mb": round(sampler.peak_process_rss_mb, 1),
+        "sent": send["sent"],
+        "states": send["by_state"],
+        "attempts": send["attempts"],
+        "source_ips": send["source_ips"],
+        "sink_messages": sink_messages,
+        "send_s": round(send["send_s"], 2),
+        "snapshot_s": round(send["snapshot_s"], 2),
+        "first_sent_s": round(send["first_sent_s"], 2),
+        **usage,
+    }
+    # The stack's CPU per message, whatever else ran meanwhile: the rate this machine's
+    # cores could reach with nothing else on them and no core ever idle (an upper bound).
+    stack_cpu_s = sum(v for k, v in usage["cpu_s"].items() if k != "others")
+    figures["stack_cpu_ms_per_message"] = round(1000 * stack_cpu_s / send["sent"], 3)
+    figures["cpu_bound_messages_per_s"] = round(os.cpu_count() * send["sent"] / stack_cpu_s)
+    return figures
+
+
+def _median(values) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return round(median, 3)
+
+
 def _run(options: argparse.Namespace, children: Children, workdir: Path, made: set) -> dict:
     sink_binary = _smtp_sink_binary()
     sink_port = free_port()
@@ -785,6 +917,16 @@ def _run(options: argparse.Namespace, children: Children, workdir: Path, made: s
     if profiling not in {"", "phases", "cprofile"}:
         sys.exit(f"{PROFILE_ENV} is {profiling!r}: use phases or cprofile.")
     os.environ["BENCH_SEND_WORKDIR"] = str(workdir)
+    variants = VARIANTS[options.shaping]
+    if options.shaped_first:
+        variants = variants[::-1]
+    # Rounds alternate the order (A B, B A, A B, ...): neither variant always goes first
+    # onto warm workers or a machine whose other load drifts.
+    order = [
+        variant
+        for number in range(options.rounds)
+        for variant in (variants if number % 2 == 0 else variants[::-1])
+    ]
 
     _log(f"recreating {options.database_url.rsplit('/', 1)[1]}, flushing {options.redis_url}")
     made.add("database")
@@ -797,8 +939,9 @@ def _run(options: argparse.Namespace, children: Children, workdir: Path, made: s
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    _log(f"seeding {options.recipients} contacts")
-    campaign, user, seed_s = _seed(options.recipients)
+    _log(f"seeding {options.recipients} contacts, a campaign for each send: {', '.join(order)}")
+    campaigns, user, seed_s = _seed(options.recipients, len(order))
+    _limits_raise()
 
     sink_log = workdir / "sink.log"
     sink = children.start(
@@ -817,65 +960,91 @@ def _run(options: argparse.Namespace, children: Children, workdir: Path, made: s
         _log(_tail(logs / "bulk.log"))
         raise
 
-    sampler = Sampler(
-        workers=workers, sink_pid=sink.pid, database=settings.DATABASES["default"]["NAME"]
-    )
-    sampler.sample(baseline=True)
-    sampler.start()
-    _log(f"Send: {options.recipients} recipients through smtp-sink on 127.0.0.1:{sink_port}")
-    try:
-        send = _send(campaign, user, children=children, logs=logs)
-    finally:
-        usage = sampler.stop()
-    time.sleep(0.5)
-    sink_after_send = _sink_count(sink_log)
+    figures: dict[str, list[dict]] = {variant: [] for variant in variants}
+    sent_total = 0
+    sink_before = 0
+    for variant, campaign in zip(order, campaigns, strict=True):
+        _shaping_set(enabled=variant == "shaped")
+        sampler = Sampler(
+            workers=workers, sink_pid=sink.pid, database=settings.DATABASES["default"]["NAME"]
+        )
+        sampler.sample(baseline=True)
+        sampler.start()
+        _log(
+            f"Send ({variant}): {options.recipients} recipients through smtp-sink on "
+            f"127.0.0.1:{sink_port}"
+        )
+        try:
+            send = _send(campaign, user, children=children, logs=logs)
+        finally:
+            usage = sampler.stop()
+        time.sleep(0.5)
+        sink_after = _sink_count(sink_log)
+        figures[variant].append(_variant_figures(send, usage, sampler, sink_after - sink_before))
+        sink_before = sink_after
+        sent_total += send["sent"]
+        _log(f"{variant}: {figures[variant][-1]['messages_per_s']} messages/s")
 
-    messages = _prebuilt(campaign)
-    _log(f"baseline: {send['sent']} messages from {options.baseline_processes} smtplib processes")
-    baseline_s, baseline_sent = _baseline(
-        sink_port, messages, send["sent"], options.baseline_processes
-    )
+    messages = _prebuilt(campaigns[0])
+    total = figures[order[0]][0]["sent"]
+    _log(f"baseline: {total} messages from {options.baseline_processes} smtplib processes")
+    baseline_s, baseline_sent = _baseline(sink_port, messages, total, options.baseline_processes)
     profile = {}
     if profiling:
         children.stop()  # the pool children write their last figures on the way out
-        profile = _phases_summary(workdir, send["sent"])
+        profile = _phases_summary(workdir, sent_total)
         if profiling == "cprofile":
             profile["listing"] = _cprofile_summary(workdir)
 
-    messages_per_s = send["sent"] / send["send_s"]
     baseline_per_s = baseline_sent / baseline_s
-    result = {
-        "recipients": options.recipients,
-        "messages_per_s": round(messages_per_s),
-        "baseline_messages_per_s": round(baseline_per_s),
-        "ratio": round(messages_per_s / baseline_per_s, 3),
-        "peak_rss_mb": round(sampler.peak_rss_mb, 1),
-        "peak_pss_mb": round(sampler.peak_pss_mb, 1),
-        "peak_process_rss_mb": round(sampler.peak_process_rss_mb, 1),
-        "sent": send["sent"],
-        "states": send["by_state"],
-        "attempts": send["attempts"],
-        "sink_messages": sink_after_send,
-        "send_s": round(send["send_s"], 2),
-        "snapshot_s": round(send["snapshot_s"], 2),
-        "first_sent_s": round(send["first_sent_s"], 2),
-        "baseline_s": round(baseline_s, 2),
-        "message_bytes": round(sum(len(m) for _, _, m in messages) / len(messages)),
-        "chunk_size": settings.SENDING_CHUNK_SIZE,
-        "fanout": settings.SENDING_FANOUT,
-        "task_seconds": settings.SENDING_TASK_SECONDS,
-        "smtp_connections": settings.SENDING_SMTP_CONNECTIONS,
-        "bulk_concurrency": options.concurrency,
-        "baseline_processes": options.baseline_processes,
-        "debug": settings.DEBUG,
-        "seed_s": round(seed_s, 1),
-        **usage,
-    }
-    # The stack's CPU per message, whatever else ran meanwhile: the rate this machine's
-    # cores could reach with nothing else on them and no core ever idle (an upper bound).
-    stack_cpu_s = sum(v for k, v in usage["cpu_s"].items() if k != "others")
-    result["stack_cpu_ms_per_message"] = round(1000 * stack_cpu_s / send["sent"], 3)
-    result["cpu_bound_messages_per_s"] = round(os.cpu_count() * send["sent"] / stack_cpu_s)
+    # Headline rates: the median over the rounds; the other figures: the last round's.
+    unshaped, shaped = figures.get("unshaped", []), figures.get("shaped", [])
+    result: dict = {"recipients": options.recipients}
+    if unshaped:
+        result["messages_per_s"] = _median(run["messages_per_s"] for run in unshaped)
+    if shaped:
+        result["shaped_messages_per_s"] = _median(run["messages_per_s"] for run in shaped)
+    if unshaped and shaped:
+        # The shaped send over the unshaped one of the same round, same machine; and the
+        # same for the stack's CPU per message, which other load on the machine disturbs less.
+        pairs = list(zip(unshaped, shaped, strict=True))
+        result["shaped_ratio"] = _median(
+            s["messages_per_s"] / u["messages_per_s"] for u, s in pairs
+        )
+        result["shaped_cpu_ratio"] = _median(
+            s["stack_cpu_ms_per_message"] / u["stack_cpu_ms_per_message"] for u, s in pairs
+        )
+    result["baseline_messages_per_s"] = round(baseline_per_s)
+    first = figures[order[0]][0]
+    result["ratio"] = round(first["messages_per_s"] / baseline_per_s, 3)
+    if options.rounds > 1:
+        result["rounds_messages_per_s"] = {
+            variant: [run["messages_per_s"] for run in runs] for variant, runs in figures.items()
+        }
+        # What else the machine ran during each send: a round whose two sends met very
+        # different loads says little about the variants.
+        result["rounds_others_cpu_s"] = {
+            variant: [run["cpu_s"]["others"] for run in runs] for variant, runs in figures.items()
+        }
+    for prefix, runs in (("", unshaped), ("shaped_", shaped)):
+        if runs:
+            details = {key: value for key, value in runs[-1].items() if key != "messages_per_s"}
+            result.update({f"{prefix}{key}": value for key, value in details.items()})
+    result.update(
+        {
+            "order": order,
+            "baseline_s": round(baseline_s, 2),
+            "message_bytes": round(sum(len(m) for _, _, m in messages) / len(messages)),
+            "chunk_size": settings.SENDING_CHUNK_SIZE,
+            "fanout": settings.SENDING_FANOUT,
+            "task_seconds": settings.SENDING_TASK_SECONDS,
+            "smtp_connections": settings.SENDING_SMTP_CONNECTIONS,
+            "bulk_concurrency": options.concurrency,
+            "baseline_processes": options.baseline_processes,
+            "debug": settings.DEBUG,
+            "seed_s": round(seed_s, 1),
+        }
+    )
     if profiling:
         result["profiled"] = profiling
         result["profile"] = profile
@@ -898,6 +1067,22 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--concurrency", type=int, default=2, help="the bulk worker's")
     parser.add_argument("--baseline-processes", type=int, default=4)
+    parser.add_argument(
+        "--shaping",
+        choices=sorted(VARIANTS),
+        default="both",
+        help="send without traffic shaping (off), with it and limits set high (on), or both "
+        "in turn, each its own campaign to the same contacts (both)",
+    )
+    parser.add_argument(
+        "--shaped-first", action="store_true", help="with --shaping both: the shaped send first"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="send each variant this many times, the order alternating (medians reported)",
+    )
     parser.add_argument("--sink-user", default="nobody", help="smtp-sink drops root to this")
     parser.add_argument(
         "--keep", action="store_true", help="keep the database and the workers' logs afterwards"

@@ -108,6 +108,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Open pixel and click redirects: answered before sessions, CSRF and auth.
+    "tracking.middleware.TrackingMiddleware",
     "espsite.middleware.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -375,6 +377,13 @@ INBOUND_RETENTION_DAYS = env_int("INBOUND_RETENTION_DAYS", 30)
 # ahead and dropped once older than the retention (reports keep their counters).
 TRACKING_PARTITIONS_AHEAD = env_int("TRACKING_PARTITIONS_AHEAD", 2)
 TRACKING_EVENT_RETENTION_DAYS = env_int("TRACKING_EVENT_RETENTION_DAYS", 400)
+# The open and click endpoints: a hit waits at most this long for the batch that writes
+# it (then the answer goes out anyway); the verified tracking hosts of sending domains are
+# re-read this often. Opens and clicks sooner than these after sending are machines'.
+TRACKING_WRITE_TIMEOUT_SECONDS = env_float("TRACKING_WRITE_TIMEOUT_SECONDS", 5.0)
+TRACKING_HOSTS_CACHE_SECONDS = env_float("TRACKING_HOSTS_CACHE_SECONDS", 30.0)
+TRACKING_MACHINE_OPEN_SECONDS = env_float("TRACKING_MACHINE_OPEN_SECONDS", 2.0)
+TRACKING_MACHINE_CLICK_SECONDS = env_float("TRACKING_MACHINE_CLICK_SECONDS", 10.0)
 # An address that soft-bounces this many times within this many days is suppressed.
 FEEDBACK_SOFT_BOUNCE_LIMIT = env_int("FEEDBACK_SOFT_BOUNCE_LIMIT", 3)
 FEEDBACK_SOFT_BOUNCE_DAYS = env_int("FEEDBACK_SOFT_BOUNCE_DAYS", 14)

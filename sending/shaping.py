@@ -235,6 +235,7 @@ class Grant:
     source_ip: str | None = None
     engaged_first: bool = False
     rate_key: str | None = None
+    rate_entries: tuple[str, str, int, int] | None = None  # (key, member, first, last)
     slots: list[tuple[str, str]] = field(default_factory=list)  # (key, holder) leases
     messages_per_session: int = 0  # the provider's messages per connection (0: any)
     _returns: list[Callable[[int], object]] = field(default_factory=list)
@@ -265,9 +266,10 @@ def _take_rate(grant: Grant, address: str, provider: str, campaign_id: int) -> f
         return 1.0
     per_window = _per_window(limit.messages_per_minute)
     member = str(campaign_id)
-    taken = throttle.rate_take(
+    taken, last = throttle.rate_take_entries(
         key=key, limit=per_window, wanted=grant.count, factor_key=key, member=member
     )
+    grant.rate_entries = (key, member, last - taken + 1, last)
     if not taken:
         throttle.slot_release(key=key, holder=holder)
         return (
@@ -282,11 +284,9 @@ def _take_rate(grant: Grant, address: str, provider: str, campaign_id: int) -> f
     # More sessions for a bigger grant, as far as the provider's connection limit allows
     # (the transport opens one per slot held, at most).
     wanted_sessions = min(math.ceil(taken / _MESSAGES_A_SESSION_SHARE), _SESSIONS_PER_GRANT)
-    while len(grant.slots) < wanted_sessions:
-        holder = uuid.uuid4().hex
-        if not throttle.slot_acquire(key=key, limit=limit.max_connections, holder=holder):
-            break
-        grant.slots.append((key, holder))
+    more = [uuid.uuid4().hex for _ in range(wanted_sessions - 1)]
+    for extra in throttle.slots_acquire(key=key, limit=limit.max_connections, holders=more):
+        grant.slots.append((key, extra))
     return None
 
 
@@ -386,9 +386,12 @@ def lane_grant(*, campaign: Campaign, pool: IpPool | None, wanted: int) -> Grant
 def grant_release(grant: Grant) -> None:
     """Free the grant's concurrency slots (after the hand-over, or when unused)."""
     slots, grant.slots = grant.slots, []
+    by_key: dict[str, list[str]] = {}
     for key, holder in slots:
-        with contextlib.suppress(redis.RedisError):  # else the lease lapses by itself
-            throttle.slot_release(key=key, holder=holder)
+        by_key.setdefault(key, []).append(holder)
+    for key, holders in by_key.items():
+        with contextlib.suppress(redis.RedisError):  # else the leases lapse by themselves
+            throttle.slots_release(key=key, holders=holders)
 
 
 def grant_finish(grant: Grant, results: Sequence[Result]) -> None:
@@ -398,6 +401,9 @@ def grant_finish(grant: Grant, results: Sequence[Result]) -> None:
     if grant.rate_key is None:
         return
     try:
+        if grant.rate_entries is not None:
+            key, member, first, last = grant.rate_entries
+            throttle.rate_restamp(key=key, first=first, last=last, member=member)
         if any(
             result.state == "deferred"
             and throttle.reply_is_rate_limited(

@@ -120,7 +120,7 @@ if mode == 'wait' then
   if oldest == nil then return window end
   return math.max(1000, tonumber(oldest) + window - now + 1)
 end
-if granted <= 0 then return 0 end
+if granted <= 0 then return {0, 0} end
 local last = redis.call('INCRBY', seq_key, granted)
 local suffix = ''
 if member ~= '' then
@@ -138,7 +138,7 @@ for i = 1, granted do
 end
 local ttl = math.ceil(window / 1000) + 1000
 for _, key in ipairs({log, seq_key, counts_key}) do redis.call('PEXPIRE', key, ttl) end
-return granted
+return {granted, last}
 """
 )
 
@@ -162,6 +162,22 @@ return returned
 """
 
 # KEYS: slots. ARGV: limit, holder, ttl_us, now_us|''. Leases are holder -> expiry.
+# Grants first..last of a log moved to now (XX: returned ones stay gone).
+_RATE_RESTAMP = (
+    _NOW
+    + """
+local now = now_us(ARGV[4])
+local suffix = ''
+if ARGV[3] ~= '' then suffix = '|' .. ARGV[3] end
+local moved = 0
+for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+  moved = moved + redis.call('ZADD', KEYS[1], 'XX', 'CH', now, tostring(i) .. suffix)
+end
+return moved
+"""
+)
+
+
 _SLOT_ACQUIRE = (
     _NOW
     + """
@@ -257,6 +273,7 @@ return 0
 class _Scripts:
     rate: redis.commands.core.Script
     rate_return: redis.commands.core.Script
+    rate_restamp: redis.commands.core.Script
     slot_acquire: redis.commands.core.Script
     slot_renew: redis.commands.core.Script
     factor_backoff: redis.commands.core.Script
@@ -284,6 +301,7 @@ def _connection() -> tuple[redis.Redis, _Scripts]:
             slot_renew=client.register_script(_SLOT_RENEW),
             factor_backoff=client.register_script(_FACTOR_BACKOFF),
             factor_recover=client.register_script(_FACTOR_RECOVER),
+            rate_restamp=client.register_script(_RATE_RESTAMP),
             day_take=client.register_script(_DAY_TAKE),
             day_return=client.register_script(_DAY_RETURN),
             unlock=client.register_script(_UNLOCK),
@@ -329,27 +347,25 @@ def _rate_call(
     window_us = _us(window + rate_margin_seconds(window_seconds=window))
     client, scripts = _connection()
     base = f"{_PREFIX}rate:{key}"
-    return int(
-        scripts.rate(
-            keys=[
-                base,
-                f"{base}:seq",
-                f"{base}:active",
-                f"{base}:members",
-                f"{_PREFIX}factor:{factor_key or ''}",
-            ],
-            args=[
-                limit,
-                wanted,
-                window_us,
-                _now_arg(now),
-                member or "",
-                "1" if factor_key else "0",
-                mode,
-                _ACTIVE_WINDOWS,
-            ],
-            client=client,
-        )
+    return scripts.rate(
+        keys=[
+            base,
+            f"{base}:seq",
+            f"{base}:active",
+            f"{base}:members",
+            f"{_PREFIX}factor:{factor_key or ''}",
+        ],
+        args=[
+            limit,
+            wanted,
+            window_us,
+            _now_arg(now),
+            member or "",
+            "1" if factor_key else "0",
+            mode,
+            _ACTIVE_WINDOWS,
+        ],
+        client=client,
     )
 
 
@@ -372,9 +388,31 @@ def rate_take(
     active members have left unreserved, so a campaign of a million cannot starve one
     of a thousand, and a lone campaign still gets the whole rate.
     """
+    return rate_take_entries(
+        key=key,
+        limit=limit,
+        wanted=wanted,
+        window_seconds=window_seconds,
+        now=now,
+        factor_key=factor_key,
+        member=member,
+    )[0]
+
+
+def rate_take_entries(
+    *,
+    key: str,
+    limit: int,
+    wanted: int,
+    window_seconds: float | None = None,
+    now: float | None = None,
+    factor_key: str | None = None,
+    member: str | None = None,
+) -> tuple[int, int]:
+    """rate_take, and the sequence number of the last log entry granted (for restamping)."""
     if wanted <= 0 or limit <= 0:
-        return 0
-    return _rate_call(
+        return 0, 0
+    granted, last = _rate_call(
         mode="take",
         key=key,
         limit=limit,
@@ -383,6 +421,24 @@ def rate_take(
         now=now,
         factor_key=factor_key,
         member=member,
+    )
+    return int(granted), int(last)
+
+
+def rate_restamp(
+    *, key: str, first: int, last: int, member: str | None = None, now: float | None = None
+) -> int:
+    """Move grants first..last to now: a grant counts from when its message was handed
+    over, not from when the chunk was claimed."""
+    if last < first:
+        return 0
+    client, scripts = _connection()
+    return int(
+        scripts.rate_restamp(
+            keys=[f"{_PREFIX}rate:{key}"],
+            args=[first, last, member or "", _now_arg(now)],
+            client=client,
+        )
     )
 
 
@@ -398,15 +454,17 @@ def rate_wait_seconds(
     """How long until rate_take with the same arguments can grant one (0: now); for back-off."""
     if limit <= 0:
         return _window(window_seconds)
-    waited = _rate_call(
-        mode="wait",
-        key=key,
-        limit=limit,
-        wanted=1,
-        window_seconds=window_seconds,
-        now=now,
-        factor_key=factor_key,
-        member=member,
+    waited = int(
+        _rate_call(
+            mode="wait",
+            key=key,
+            limit=limit,
+            wanted=1,
+            window_seconds=window_seconds,
+            now=now,
+            factor_key=factor_key,
+            member=member,
+        )
     )
     return waited / 1_000_000
 
@@ -533,6 +591,29 @@ def slot_renew(
 def slot_release(*, key: str, holder: str) -> None:
     client, _ = _connection()
     client.zrem(f"{_PREFIX}slots:{key}", holder)
+
+
+def slots_acquire(
+    *, key: str, limit: int, holders: list[str], ttl: float | None = None, now: float | None = None
+) -> list[str]:
+    """slot_acquire for several holders in one round trip; the holders that got a slot."""
+    if limit <= 0 or not holders:
+        return []
+    client, scripts = _connection()
+    pipe = client.pipeline(transaction=False)
+    for holder in holders:
+        scripts.slot_acquire(
+            keys=[f"{_PREFIX}slots:{key}"],
+            args=[limit, holder, _slot_ttl(ttl), _now_arg(now)],
+            client=pipe,
+        )
+    return [holder for holder, held in zip(holders, pipe.execute(), strict=True) if held]
+
+
+def slots_release(*, key: str, holders: list[str]) -> None:
+    if holders:
+        client, _ = _connection()
+        client.zrem(f"{_PREFIX}slots:{key}", *holders)
 
 
 def slot_count(*, key: str, now: float | None = None) -> int:

@@ -273,3 +273,13 @@ def celery_worker_process(settings, tmp_path):
                 process.kill()
                 process.wait()
         time.sleep(0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tracking_writer_stopped(django_db_setup):
+    """A tracking writer thread started by any test holds a database connection: stop it
+    before the test database is dropped."""
+    yield
+    from tracking.writer import writer_stop
+
+    writer_stop(timeout=30)
