@@ -113,6 +113,17 @@ app.conf.beat_schedule = {
         "task": "tracking.tasks.tracking_partitions_task",
         "schedule": 24 * 3600.0,
     },
+    # A/B tests whose wait is over: the winner is picked and the held audience released.
+    "tracking-ab-winners": {
+        "task": "tracking.tasks.ab_winners_task",
+        "schedule": 60.0,
+    },
+    # Report figures (tracking/rollups.py): campaigns whose deliveries, feedback,
+    # unsubscribes or opens and clicks changed, and their workspaces' days.
+    "tracking-rollups": {
+        "task": "tracking.tasks.rollups_refresh_task",
+        "schedule": 60.0,
+    },
 }
 
 app.autodiscover_tasks()

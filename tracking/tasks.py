@@ -12,3 +12,31 @@ def tracking_partitions_task() -> dict[str, list[str]]:
     created = event_partitions_ensure()
     dropped = event_partitions_expire()
     return {"created": created, "dropped": dropped}
+
+
+@shared_task(acks_late=True)
+def ab_winners_task() -> list[int]:
+    """Every minute: each A/B test whose wait is over gets its winner, and the rest of its
+    audience is released with it (tracking/ab.py). Ids of the tests decided."""
+    from django.utils import timezone
+
+    from campaigns.models import AbTest
+    from tracking.ab import ab_winner_pick, ab_winners_due
+
+    now = timezone.now()
+    decided = []
+    for ab_test in AbTest.objects.filter(pk__in=ab_winners_due(now=now)).order_by("pk"):
+        if ab_winner_pick(ab_test=ab_test, now=now) is not None:
+            decided.append(ab_test.pk)
+    return decided
+
+
+@shared_task(acks_late=True)
+def rollups_refresh_task() -> dict[str, int]:
+    """Every minute: the report figures of campaigns whose facts changed, and the days of
+    their workspaces. A run still going makes this one skip (both are idempotent)."""
+    from django.utils import timezone
+
+    from tracking.rollups import rollups_refresh
+
+    return rollups_refresh(now=timezone.now())

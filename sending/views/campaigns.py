@@ -18,7 +18,7 @@ from sending.models import Delivery
 from sending.tasks import campaign_send_fan_out
 
 # States a marketer may list on the deliveries page, in the order the filter offers them.
-LISTED_STATES = ["unknown", "bounced", "failed", "deferred", "skipped", "sent"]
+LISTED_STATES = ["unknown", "bounced", "complained", "failed", "deferred", "skipped", "sent"]
 
 
 def _back(request: WorkspaceRequest, campaign: Campaign) -> HttpResponse:
@@ -106,9 +106,11 @@ def campaign_deliveries(request: WorkspaceRequest, campaign_id: int) -> HttpResp
     state = request.GET.get("state", "unknown")
     if state not in LISTED_STATES:
         state = "unknown"
+    # A complaint arrives after the message was sent: those deliveries stay `sent`.
+    which = {"complained_at__isnull": False} if state == "complained" else {"state": state}
     deliveries = (
         Delivery.objects.for_workspace(request.workspace)
-        .filter(campaign=campaign, state=state)
+        .filter(campaign=campaign, **which)
         .order_by("pk")
         .only("address", "state", "last_response", "skip_reason", "bounce_class", "updated_at")
     )

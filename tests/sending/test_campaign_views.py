@@ -3,6 +3,7 @@ the deliveries list."""
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import AuditEntry, Role
 from campaigns.models import Campaign
@@ -103,6 +104,22 @@ def test_deliveries_page_lists_unknown_outcomes_with_their_reason(
     assert "p6@example.net" in content
     assert "connection lost after DATA" in content
     assert "p0@example.net" not in content
+
+
+def test_deliveries_page_lists_the_complained_ones_though_they_stay_sent(
+    workspace, member_client, sending_campaign
+):
+    Delivery.objects.filter(campaign=sending_campaign, address="p1@example.net").update(
+        complained_at=timezone.now()
+    )
+    content = (
+        member_client(workspace, Role.VIEWER)
+        .get(_url("campaign_deliveries", workspace, sending_campaign) + "?state=complained")
+        .content.decode()
+    )
+    assert "p1@example.net" in content
+    assert "p0@example.net" not in content
+    assert "p6@example.net" not in content
 
 
 def test_another_workspaces_campaign_is_404(member_client, sending_campaign):
