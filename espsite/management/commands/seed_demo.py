@@ -9,6 +9,7 @@ from campaigns.demo import campaigns_demo_seed
 from compliance.demo import compliance_demo_links
 from contacts.demo import contacts_demo_seed
 from sending.demo import DEMO_DOMAIN, sending_demo_new_workspace_seed, sending_demo_seed
+from tracking.demo import tracking_demo_seed
 
 DEMO_PASSWORD_DEFAULT = "esp-demo-password"  # noqa: S105 (printed for the local demo)
 
@@ -37,6 +38,7 @@ class Command(BaseCommand):
         accounts = accounts_demo_seed(password=password)
         contacts_demo_seed(workspace=accounts.workspace, user=accounts.user)
         sending_demo_seed(workspace=accounts.workspace)
+        sent = tracking_demo_seed(workspace=accounts.workspace)
         campaign = campaigns_demo_seed(
             workspace=accounts.workspace, user=accounts.user, from_email=f"hello@{DEMO_DOMAIN}"
         )
@@ -60,6 +62,15 @@ class Command(BaseCommand):
             f"  Campaign ready to send: {review} (test sends land in the local SMTP sink, "
             "var/outbox/)"
         )
+        if sent is not None:
+            report = reverse(
+                "tracking:campaign_report",
+                kwargs={"workspace_slug": accounts.workspace.slug, "campaign_id": sent.pk},
+            )
+            self.stdout.write(
+                f"  Report of the sent '{sent.name}' campaign (opens, clicks, machine opens): "
+                f"{report}"
+            )
         approval = reverse("admin:campaigns_campaign_changelist") + "?approval=awaiting"
         self.stdout.write(
             f"  Awaiting approval: '{awaiting.name}' of {awaiting.workspace.name} (a new "
