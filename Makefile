@@ -31,6 +31,7 @@ chromium:
 
 # Postfix only for its smtp-sink (bench/send.py's sink): installed unconfigured ("No
 # configuration": no main.cf, so nothing to start), and a master that started anyway is stopped.
+# wrk: the HTTP load generator of bench/tracking.py.
 bench-tools:
 	@if ! command -v smtp-sink >/dev/null && [ ! -x /usr/sbin/smtp-sink ]; then \
 		echo "postfix postfix/main_mailer_type select No configuration" \
@@ -44,6 +45,10 @@ bench-tools:
 		echo "A Postfix master is still running: stop it (postfix stop)." >&2; exit 1; \
 	fi
 	@command -v smtp-sink || ls /usr/sbin/smtp-sink
+	@if ! command -v wrk >/dev/null; then \
+		$(APT) update && $(APT) install -y --no-install-recommends wrk; \
+	fi
+	@command -v wrk
 
 # Development targets: DEBUG=1 (keys generated under var/) unless DEBUG is already set.
 run migrate seed: export DEBUG ?= 1

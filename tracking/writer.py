@@ -23,11 +23,18 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+)
 
 from tracking.ingest import Hit, hits_store_result
 
@@ -37,6 +44,9 @@ BATCH_MAX = 1000
 # Past this many hits waiting (the database stalled), new hits are refused at once.
 QUEUE_MAX = 20_000
 _RETRY = {"40P01", "40001"}  # deadlock detected, serialization failure
+# The writer's connection is checked (broken, past its age) this often, not every batch:
+# with health checks on, each check costs a round trip that a busy writer cannot spare.
+CONNECTION_CHECK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class HitWriter:
         self._wakeup = threading.Condition()
         self._thread: threading.Thread | None = None
         self._is_stopping = False
+        self._checked_at = 0.0
 
     def put(self, pending: _Pending) -> bool:
         with self._wakeup:
@@ -102,7 +113,9 @@ class HitWriter:
             connection.close()
 
     def _write(self, batch: list[_Pending]) -> None:
-        close_old_connections()  # a connection broken or past its age is replaced
+        if time.monotonic() - self._checked_at > CONNECTION_CHECK_SECONDS:
+            close_old_connections()  # a connection broken or past its age is replaced
+            self._checked_at = time.monotonic()
         result = None
         for attempt in (1, 2):
             try:
@@ -111,6 +124,11 @@ class HitWriter:
             except Exception as error:  # whatever it is, the waiters must be woken
                 sqlstate = getattr(error.__cause__, "sqlstate", None)
                 if attempt == 1 and isinstance(error, DatabaseError) and sqlstate in _RETRY:
+                    continue
+                if attempt == 1 and isinstance(error, (OperationalError, InterfaceError)):
+                    # The connection died between checks: once more on a new one (event
+                    # keys make a batch written twice count once).
+                    connection.close()
                     continue
                 logger.exception("Tracking batch of %d hits not stored", len(batch))
                 break
