@@ -370,6 +370,9 @@ def test_a_refresh_already_running_makes_the_next_one_skip(seeded):
             cursor.execute("SELECT pg_advisory_lock(%s)", [0x7472_6F6C])
         assert rollups_refresh(now=timezone.now())["skipped"] == 1
         assert not CampaignRollup.objects.exists()
+        with other.cursor() as cursor:
+            # Released now: a closed session's locks go only once its backend has ended.
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [0x7472_6F6C])
     finally:
         other.close()
     assert rollups_refresh(now=timezone.now())["campaigns"] == 1
