@@ -5,6 +5,7 @@ start (workers, listeners, sinks), each in its own session and ended with the be
 import argparse
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -108,3 +109,26 @@ class Children:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
         self.processes.clear()
+
+
+def environment_base(*, name: str, database_url: str, redis_url: str) -> dict[str, str]:
+    """The settings every benchmark sets for itself and the processes it starts (they
+    inherit os.environ): its database and Redis, production mode (no query log kept in
+    memory) unless the caller chose DEBUG, and throw-away keys shared by all of them (the
+    one that signs tokens, the one that seals DKIM keys); no DNS checks."""
+    env = os.environ
+    env["DJANGO_SETTINGS_MODULE"] = "espsite.settings"
+    env["DATABASE_URL"] = database_url
+    for setting in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        env[setting] = redis_url
+    env["CACHE_KEY_PREFIX"] = f"bench-{name}"
+    env["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    env.setdefault("DEBUG", "0")
+    env.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    if "FIELD_ENCRYPTION_KEY" not in env:
+        from cryptography.fernet import Fernet
+
+        env["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+    env["DNS_CHECKS_ENABLED"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

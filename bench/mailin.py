@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import signal
 import smtplib
 import socket
@@ -44,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402 (after the path is set)
     Children,
     database_recreate,
+    environment_base,
     free_port,
     redis_flush,
     targets_check,
@@ -66,25 +66,11 @@ def _log(message: str) -> None:
 
 def _environment(options: argparse.Namespace) -> None:
     """Settings for this process and every process it starts (they inherit os.environ)."""
-    env = os.environ
-    env["DJANGO_SETTINGS_MODULE"] = "espsite.settings"
-    env["DATABASE_URL"] = options.database_url
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        env[name] = options.redis_url
-    env["CACHE_KEY_PREFIX"] = "bench-mailin"
-    env["CELERY_TASK_ALWAYS_EAGER"] = "0"
-    env.setdefault("DEBUG", "0")
-    # Shared by this process (which writes the VERP addresses) and the workers (which
-    # read them back).
-    env.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    if "FIELD_ENCRYPTION_KEY" not in env:
-        from cryptography.fernet import Fernet
-
-        env["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
-    env["DNS_CHECKS_ENABLED"] = "0"
+    env = environment_base(
+        name="mailin", database_url=options.database_url, redis_url=options.redis_url
+    )
     env["MAILIN_MAX_CONNECTIONS"] = str(max(100, options.connections * 2))
     env["MAILIN_MAX_CONNECTIONS_PER_PEER"] = str(max(10, options.connections * 2))
-    env["PYTHONUNBUFFERED"] = "1"
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import statistics
 import sys
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import database_recreate, redis_flush, targets_check  # noqa: E402
+from bench.harness import database_recreate, environment_base, redis_flush, targets_check  # noqa: E402
 
 EVENT_CHUNK = 1_000_000  # events inserted per statement (one transaction each)
 SEND_AGO_DAYS = 8
@@ -54,22 +53,12 @@ def _log(message: str) -> None:
 
 
 def _environment(options: argparse.Namespace) -> None:
-    env = os.environ
-    env["DJANGO_SETTINGS_MODULE"] = "espsite.settings"
-    env["DATABASE_URL"] = options.database_url
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        env[name] = options.redis_url
-    env["CACHE_KEY_PREFIX"] = "bench-report"
-    env.setdefault("DEBUG", "0")  # production settings: no query log, no debug toolbar
-    env.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    if "FIELD_ENCRYPTION_KEY" not in env:
-        from cryptography.fernet import Fernet
-
-        env["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+    env = environment_base(
+        name="report", database_url=options.database_url, redis_url=options.redis_url
+    )
     # The test client's host, and plain static storage (no collected manifest here).
     env["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
     env["STATIC_STORAGE_BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
-    env["DNS_CHECKS_ENABLED"] = "0"
 
 
 # --- the data ----------------------------------------------------------------------------

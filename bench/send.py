@@ -59,7 +59,6 @@ import json
 import marshal
 import multiprocessing
 import os
-import secrets
 import shutil
 import signal
 import smtplib
@@ -76,6 +75,7 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402 (after the path is set)
     Children,
     database_recreate,
+    environment_base,
     free_port,
     redis_flush,
     targets_check,
@@ -118,29 +118,15 @@ def _smtp_sink_binary() -> str:
 
 def _environment(options: argparse.Namespace, sink_port: int) -> None:
     """Settings for this process and every worker it starts (they inherit os.environ)."""
-    env = os.environ
-    env["DJANGO_SETTINGS_MODULE"] = "espsite.settings"
-    env["DATABASE_URL"] = options.database_url
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        env[name] = options.redis_url
-    env["CACHE_KEY_PREFIX"] = "bench-send"
-    env["CELERY_TASK_ALWAYS_EAGER"] = "0"
-    # Production mode (no query log kept in memory) with throw-away keys, unless the caller
-    # chose DEBUG; workers and this process must share the key that seals the DKIM key.
-    env.setdefault("DEBUG", "0")
-    env.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    if "FIELD_ENCRYPTION_KEY" not in env:
-        from cryptography.fernet import Fernet
-
-        env["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+    env = environment_base(
+        name="send", database_url=options.database_url, redis_url=options.redis_url
+    )
     env["SENDING_TRANSPORT"] = "smtp"
     env["SENDING_SMTP_HOST"] = "127.0.0.1"
     env["SENDING_SMTP_PORT"] = str(sink_port)
     env["SENDING_SMTP_SECURITY"] = "none"
     env["SENDING_SMTP_USERNAME"] = ""
     env["SENDING_SMTP_PASSWORD"] = ""
-    env["DNS_CHECKS_ENABLED"] = "0"
-    env["PYTHONUNBUFFERED"] = "1"
 
 
 # --- processes and /proc ------------------------------------------------------------------

@@ -51,7 +51,6 @@ import os
 import random
 import resource
 import runpy
-import secrets
 import shutil
 import signal
 import statistics
@@ -70,6 +69,7 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402 (after the path is set)
     Children,
     database_recreate,
+    environment_base,
     free_port,
     redis_flush,
     targets_check,
@@ -162,21 +162,9 @@ def _log(message: str) -> None:
 
 def _environment(options: argparse.Namespace) -> None:
     """Settings for this process and both gunicorns (they inherit os.environ)."""
-    env = os.environ
-    env["DJANGO_SETTINGS_MODULE"] = "espsite.settings"
-    env["DATABASE_URL"] = options.database_url
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        env[name] = options.redis_url
-    env["CACHE_KEY_PREFIX"] = "bench-tracking"
-    env.setdefault("DEBUG", "0")
-    # Shared by this process (which signs the tokens) and gunicorn (which checks them).
-    env.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    if "FIELD_ENCRYPTION_KEY" not in env:
-        from cryptography.fernet import Fernet
-
-        env["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
-    env["DNS_CHECKS_ENABLED"] = "0"
-    env["PYTHONUNBUFFERED"] = "1"
+    env = environment_base(
+        name="tracking", database_url=options.database_url, redis_url=options.redis_url
+    )
     if options.workers:
         env["GUNICORN_WORKERS"] = str(options.workers)
     if options.threads:
