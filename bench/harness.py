@@ -132,3 +132,19 @@ def environment_base(*, name: str, database_url: str, redis_url: str) -> dict[st
     env["DNS_CHECKS_ENABLED"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def bench_data_drop(options: argparse.Namespace, made: set[str]) -> None:
+    """After a run, whatever it came to: close this process's connections, empty the
+    bench's Redis database and drop its database (unless --keep), if the run made them."""
+    if "database" not in made:
+        return
+    with contextlib.suppress(Exception):
+        from django.db import connections
+
+        connections.close_all()
+    with contextlib.suppress(Exception):
+        redis_flush(options.redis_url)
+    if not options.keep:
+        with contextlib.suppress(Exception):
+            database_recreate(options.database_url, drop_only=True)

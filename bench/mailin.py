@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402 (after the path is set)
     Children,
+    bench_data_drop,
     database_recreate,
     environment_base,
     free_port,
@@ -480,16 +481,7 @@ def main() -> None:
         failed = False
     finally:
         children.stop()
-        if "database" in made:
-            with contextlib.suppress(Exception):
-                from django.db import connections
-
-                connections.close_all()
-            with contextlib.suppress(Exception):
-                redis_flush(options.redis_url)
-            if not options.keep:
-                with contextlib.suppress(Exception):
-                    database_recreate(options.database_url, drop_only=True)
+        bench_data_drop(options, made)
         if failed or options.keep:
             _log(f"logs kept in {logs}")
         else:

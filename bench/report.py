@@ -31,7 +31,6 @@ Prints one JSON line. Target: median_ms < 300 at 1M deliveries and 10M events.
 """
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -42,7 +41,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import database_recreate, environment_base, redis_flush, targets_check  # noqa: E402
+from bench.harness import (  # noqa: E402
+    bench_data_drop,
+    database_recreate,
+    environment_base,
+    redis_flush,
+    targets_check,
+)
 
 EVENT_CHUNK = 1_000_000  # events inserted per statement (one transaction each)
 SEND_AGO_DAYS = 8
@@ -352,16 +357,7 @@ def main() -> None:
     try:
         result = _run(options, made)
     finally:
-        if "database" in made:
-            with contextlib.suppress(Exception):
-                from django.db import connections
-
-                connections.close_all()
-            with contextlib.suppress(Exception):
-                redis_flush(options.redis_url)
-            if not options.keep:
-                with contextlib.suppress(Exception):
-                    database_recreate(options.database_url, drop_only=True)
+        bench_data_drop(options, made)
     print(json.dumps(result))
 
 

@@ -68,6 +68,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402 (after the path is set)
     Children,
+    bench_data_drop,
     database_recreate,
     environment_base,
     free_port,
@@ -689,16 +690,7 @@ def main() -> None:
         result = _run(options, work, made)
         failed = False
     finally:
-        if "database" in made:
-            with contextlib.suppress(Exception):
-                from django.db import connections
-
-                connections.close_all()
-            with contextlib.suppress(Exception):
-                redis_flush(options.redis_url)
-            if not options.keep:
-                with contextlib.suppress(Exception):
-                    database_recreate(options.database_url, drop_only=True)
+        bench_data_drop(options, made)
         if failed or options.keep:
             _log(f"files and logs kept in {work}")
         else:
