@@ -7,7 +7,7 @@ Every path answers the GIF: what the tracking endpoints cost is measured against
 server set-up alone.
 """
 
-# The same bytes as tracking.middleware.PIXEL (the bench checks that both answer alike).
+# The same bytes as tracking.endpoints.PIXEL (the bench checks that both answer alike).
 PIXEL = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
     b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"

@@ -16,16 +16,21 @@ port (GUNICORN_WORKERS / GUNICORN_THREADS, or --workers / --threads, as in produ
 
     static     bench/static_app.py: the same GIF and headers from a bare WSGI app
     tracking   espsite.wsgi: /o/<token>.gif and /c/<token> on the tracking host
-               links.<domain>, stored by each process's group-commit writer
+               links.<domain>, each answered once its hit is committed to the buffer
+               (PendingHit) by its process's group-commit writer
 
 then a short warm-up (forged tokens: answered, nothing stored), then wrk for --duration
 seconds with the same Lua script, then SIGTERM (as in a deploy: requests in progress
-finish, the writers flush). The script gives each wrk thread one connection (-t = -c) and
-its share of the paths, round-robin; every request carries its id in a browser
-User-Agent, and the id and status of every answer go to the thread's answer file. With
-one connection per thread the answers follow the requests one by one, so each answer is
-matched to the event stored for it. --rounds N runs each N times, alternating which goes
-first, and reports medians: on a machine shared with other work single runs vary.
+finish, the writers flush). After the runs, the production drain
+(tracking.ingest.pending_hits_drain_all, the task that runs every 2 s) stores the
+buffered hits as events and counters; its rate is reported (in production it runs on the
+tracking workers while the endpoints answer). The script gives each wrk thread one
+connection (-t = -c) and its share of the paths, round-robin; every request carries its
+id in a browser User-Agent, and the id and status of every answer go to the thread's
+answer file. With one connection per thread the answers follow the requests one by one,
+so each answer is matched to the event stored for it. --rounds N runs each N times,
+alternating which goes first, and reports medians: on a machine shared with other work
+single runs vary.
 
     requests_per_s           answers / duration, tracking
     baseline_requests_per_s  the same, static
@@ -35,13 +40,13 @@ first, and reports medians: on a machine shared with other work single runs vary
 
 Details: requests (sent, answered, ok, errors by kind; unanswered: in flight when wrk
 stopped), events (stored; stored_unanswered: in-flight requests stored anyway;
-stored_twice: must be 0; counted: opens + clicks in the per-delivery counters, must equal
-events), writer failures found in gunicorn's log, batches (writes to the hourly counters,
-which every batch upserts once) and events_per_batch, commits (the bench database's
-transactions), CPU seconds by process kind and per request (web: gunicorn; postgres: the
-bench database's backends; wrk; others: everything else on the machine meanwhile), the
-same for the baseline, each round's figures, workers, threads, duration. Prints one JSON
-line.
+stored_twice: must be 0; counted: opens + clicks in the per-delivery counters, must
+equal events), drain (hits, events, seconds, events_per_s), writer failures found in
+gunicorn's log, batches (the bench database's commits during the runs: one per writer
+batch) and events_per_batch, CPU seconds by process kind and per request (web: gunicorn;
+postgres: the bench database's backends; wrk; others: everything else on the machine
+meanwhile), the same for the baseline, each round's figures, workers, threads, duration.
+Prints one JSON line.
 """
 
 import argparse
@@ -440,21 +445,17 @@ def _answers_read(out: Path, label: str, connections: int) -> dict[str, int]:
 
 
 def _database_stats() -> dict[str, int]:
-    """Transactions committed in the bench database, and the writes to the hourly counters:
-    every batch that stores events upserts its campaign's hour once, so these count the
-    batches. The stats of a backend are flushed at the latest when it ends."""
+    """Transactions committed in the bench database: each writer batch is one (an INSERT
+    in autocommit). The stats of a backend are flushed at the latest when it ends."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT (SELECT xact_commit FROM pg_stat_database "
-            "WHERE datname = current_database()), "
-            "(SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables "
-            "WHERE relname = 'tracking_hourlyactivity')"
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
         )
-        commits, hour_writes = cursor.fetchone()
+        (commits,) = cursor.fetchone()
     connection.close()  # idle during the run: one backend fewer
-    return {"commits": commits, "batches": hour_writes}
+    return {"commits": commits}
 
 
 def _run_one(name: str, app: str, label: str, options, script: Path, work: Path) -> dict:
@@ -490,6 +491,21 @@ def _run_one(name: str, app: str, label: str, options, script: Path, work: Path)
     _log(f"{label} ({name}): {figures['per_s']:.0f} answers/s, p99 "
          f"{figures['p99_us'] / 1000:.1f} ms")  # fmt: skip
     return figures
+
+
+def _drain() -> dict:
+    """The buffered hits stored as events and counters by the production drain, as its
+    task does (tracking.tasks.pending_hits_drain_task), until none is left: its time."""
+    from django.db import connection
+
+    from tracking.ingest import pending_hits_drain_all
+
+    started = time.perf_counter()
+    taken, stored = pending_hits_drain_all()
+    seconds = time.perf_counter() - started
+    connection.close()
+    return {"hits": taken, "events": stored, "seconds": round(seconds, 2),
+            "events_per_s": round(stored / seconds, 1) if seconds else None}  # fmt: skip
 
 
 def _stored() -> dict:
@@ -572,13 +588,13 @@ def _run(options: argparse.Namespace, work: Path, made: set) -> dict:
             runs.append(_run_one(name, app, f"{name[0]}{round_number}", options, script, work))
     _pixels_compare(tracking_runs[0]["pixel"], static_runs[0]["pixel"])
 
+    drain = _drain()
     stored = _stored()
     answers = {key: status for run in tracking_runs for key, status in run["answers"].items()}
     ok = {key for key, status in answers.items() if 200 <= status < 400}
     stored_ids = set(stored["ids"])
     events = len(stored["ids"])
-    batches = sum(run["database"]["batches"] for run in tracking_runs)
-    commits = sum(run["database"]["commits"] for run in tracking_runs)
+    batches = sum(run["database"]["commits"] for run in tracking_runs)
     answered = sum(run["answered"] for run in tracking_runs)
     sent = sum(run["sent"] for run in tracking_runs)
     errors = {
@@ -620,6 +636,7 @@ def _run(options: argparse.Namespace, work: Path, made: set) -> dict:
             "errors": errors,
         },
         "events": events,
+        "drain": drain,
         "events_by_kind": stored["kinds"],
         "stored_unanswered": len(stored_ids - set(answers)),
         "stored_twice": events - len(stored_ids),
@@ -627,7 +644,6 @@ def _run(options: argparse.Namespace, work: Path, made: set) -> dict:
         "writer_failures_logged": failures_logged,
         "batches": batches,
         "events_per_batch": round(events / max(batches, 1), 1),
-        "commits": commits,
         "latency_ms": {
             quantile: round(_median([run[f"{quantile}_us"] for run in tracking_runs]) / 1000, 2)
             for quantile in ("p50", "p90", "p99", "max")

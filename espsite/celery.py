@@ -29,6 +29,7 @@ app.conf.update(
     task_routes={
         "accounts.tasks.system_mail_send_task": {"queue": "transactional"},
         "sending.tasks.campaign_send_task": {"queue": "send"},
+        "tracking.tasks.pending_hits_drain_task": {"queue": "tracking"},
     },
     task_create_missing_queues=False,
     broker_connection_retry_on_startup=True,
@@ -112,6 +113,12 @@ app.conf.beat_schedule = {
     "tracking-partitions": {
         "task": "tracking.tasks.tracking_partitions_task",
         "schedule": 24 * 3600.0,
+    },
+    # Opens and clicks buffered by the endpoints become events and counters: seconds
+    # behind the requests in the reports.
+    "tracking-pending-hits": {
+        "task": "tracking.tasks.pending_hits_drain_task",
+        "schedule": 2.0,
     },
     # A/B tests whose wait is over: the winner is picked and the held audience released.
     "tracking-ab-winners": {

@@ -37,14 +37,15 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000").split(",")
 workers = _int("GUNICORN_WORKERS", _int("WEB_CONCURRENCY", 2 * _cores() + 1))
 
 # Threads, not just processes: the open pixel and click redirects wait for their hit to be
-# committed by the process's group-commit writer (tracking/writer.py), which batches only
-# the hits that queue while it writes. With one request per process at a time every batch
-# would hold one hit; with N threads a process commits up to N hits per transaction.
-# Each thread that touches the database keeps a connection (DATABASE_CONN_MAX_AGE), plus
-# one for the writer: size PostgreSQL's max_connections (or a pooler such as PgBouncer)
-# for workers * (threads + 1) per node.
+# committed by the process's group-commit writer (tracking/writer.py), which batches the
+# hits that queue while it lingers and writes. With one request per process at a time
+# every batch would hold one hit; with N threads a process commits up to N hits per
+# statement (bench/tracking.py: 16 answered about a quarter more than 8; 32, no more).
+# Each thread that serves pages keeps a connection (DATABASE_CONN_MAX_AGE), plus one for
+# the writer: size PostgreSQL's max_connections (or a pooler such as PgBouncer) for
+# workers * (threads + 1) per node.
 worker_class = "gthread"
-threads = _int("GUNICORN_THREADS", 8)
+threads = _int("GUNICORN_THREADS", 16)
 
 # Connections a process holds open at once (idle keep-alive ones included); gunicorn's
 # default, stated so it is seen next to threads.
@@ -67,10 +68,12 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 75)
 
 # Replace each process after this many requests (plus up to the jitter, so the processes
-# do not all restart together): a leak in a library cannot grow without bound. 0 turns
-# it off.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 10_000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1_000)
+# do not all restart together): a leak in a library cannot grow without bound. Sized for
+# the tracking endpoints' rate: a node answering thousands of pixels a second would
+# otherwise start a process (importing Django, a second of CPU) every few seconds. 0
+# turns it off.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 200_000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 20_000)
 
 # Not preloaded: each process imports the app itself, so nothing opened during import
 # (database connections, the writer's thread and lock) is shared across fork, and

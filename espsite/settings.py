@@ -382,6 +382,12 @@ TRACKING_EVENT_RETENTION_DAYS = env_int("TRACKING_EVENT_RETENTION_DAYS", 400)
 # re-read this often. Opens and clicks sooner than these after sending are machines'.
 TRACKING_WRITE_TIMEOUT_SECONDS = env_float("TRACKING_WRITE_TIMEOUT_SECONDS", 5.0)
 TRACKING_HOSTS_CACHE_SECONDS = env_float("TRACKING_HOSTS_CACHE_SECONDS", 30.0)
+# The writer of each web process waits this long after a hit arrives, unless this many are
+# queued sooner, so that a batch (one INSERT and one commit) carries several hits.
+TRACKING_WRITE_LINGER_SECONDS = env_float("TRACKING_WRITE_LINGER_SECONDS", 0.004)
+TRACKING_WRITE_LINGER_HITS = env_int("TRACKING_WRITE_LINGER_HITS", 12)
+# Buffered hits stored as events per transaction by the drain (tracking/ingest.py).
+TRACKING_DRAIN_BATCH = env_int("TRACKING_DRAIN_BATCH", 5000)
 TRACKING_MACHINE_OPEN_SECONDS = env_float("TRACKING_MACHINE_OPEN_SECONDS", 2.0)
 TRACKING_MACHINE_CLICK_SECONDS = env_float("TRACKING_MACHINE_CLICK_SECONDS", 10.0)
 # An address that soft-bounces this many times within this many days is suppressed.
@@ -498,4 +504,5 @@ GLOBAL_MODELS = [
     "sending.RecipientDomain",
     "sending.PlatformSwitch",  # its workspace is known only once a delivery matches
     "contacts.Suppression",  # per workspace, or platform-wide when workspace is empty
+    "tracking.PendingHit",  # its workspace is known once the drain finds its delivery
 ]

@@ -1,7 +1,14 @@
+"""The WSGI entry point (gunicorn espsite.wsgi, runserver): Django, with the tracking
+endpoints answered in front of it (tracking/middleware.py)."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "espsite.settings")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from tracking.middleware import TrackingWSGI  # noqa: E402 (needs the apps loaded)
+
+application = TrackingWSGI(django_application)

@@ -1,33 +1,46 @@
-"""Storing opens and clicks: events and their counters, in one transaction per batch.
+"""Storing opens and clicks: a durable buffer first, then events and their counters.
 
 The endpoints hand hits to the writer (tracking/writer.py), which passes whatever queued
-meanwhile to `hits_store` at once. A batch costs a fixed number of statements whatever
-its size: one read of the deliveries, one of their recent clicks (clicks only), one
-multi-row insert of the events, and one set-based upsert per counter table for the events
-really inserted (an event_key written twice is stored once, and counted once).
+meanwhile to `hits_buffer` at once: one INSERT of the hits of existing deliveries into
+PendingHit, and the request is answered once it is committed. `pending_hits_drain` (a
+task, every few seconds) takes the buffered hits in large batches and gives them to
+`hits_store` in the transaction that deletes them: a hit is stored exactly once, or
+stays buffered. So the endpoints' cost per hit is one small insert, and the events, the
+counters and the contacts are written by one process in batches of thousands, without
+writers racing on the same counter rows.
+
+`hits_store` costs two statements whatever the batch's size: one read (the deliveries,
+with the recent clicks of those clicked), and one write that inserts the events and adds
+what was really inserted to every counter table (data-modifying CTEs: one statement, so
+a batch is stored whole or not at all, and an event_key written twice is stored once and
+counted once). Both go through a server-side-binding cursor, so PostgreSQL prepares them
+once per connection.
 
 Unique counts are exact under concurrent writers without reading before writing: the
 upsert of a delivery's row returns its counters after the addition, and a counter that
 equals this batch's own addition was zero before, so this batch saw the delivery's first
-open (or click, human or not). A link's first click per delivery is the LinkClick row an
-INSERT ... ON CONFLICT DO NOTHING really inserted. Every multi-row statement takes its
-rows in key order, so that writers in several processes lock rows in the same order and
-cannot deadlock one another.
+open (or click, human or not). A link's first click per delivery is the LinkClick row the
+upsert inserted (xmax = 0), its first human click the row whose empty
+first_human_click_at it filled. Every upsert takes its rows in key order, so that writers
+in several processes lock rows in the same order and cannot deadlock one another.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+import psycopg
+from django.conf import settings
 from django.db import connection, transaction
 
-from sending.models import Delivery
 from tracking.machine import machine_rule
 
 OPEN, CLICK = "open", "click"
@@ -66,89 +79,151 @@ class _Delivery:
     track_clicks: bool
 
 
-@dataclass(frozen=True)
-class _Event:
-    hit: Hit
-    delivery: _Delivery
-    machine_rule: str
-    ip: str | None
-    user_agent: str
-    method: str
-
-    @property
-    def is_human(self) -> bool:
-        return not self.machine_rule
-
-    @property
-    def is_open(self) -> bool:
-        return self.hit.kind == OPEN
-
-    @property
-    def url_hash(self) -> str:
-        return url_hash(self.hit.url)
-
-
 def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class StoreResult:
-    stored: int  # events stored (a hit stored before is not again)
-    known_delivery_ids: frozenset[int]  # the hits' deliveries that exist
+def hits_buffer(hits: Sequence[Hit]) -> frozenset[int]:
+    """Buffer the hits of existing deliveries (committed when this returns, outside a
+    transaction); the ids of those deliveries (a click on a link of a deleted delivery is
+    not followed)."""
+    if not hits:
+        return frozenset()
+    rows = [
+        {
+            "kind": hit.kind,
+            "delivery_id": hit.delivery_id,
+            "url": hit.url,
+            "occurred_at": hit.occurred_at.isoformat(),
+            "ip": _ip_clean(hit.ip),  # one bad address must not fail the batch
+            "user_agent": (hit.user_agent or "")[:_USER_AGENT_MAX],
+            "method": (hit.method or "GET").upper()[:_METHOD_MAX],
+            "event_key": str(hit.event_key),
+        }
+        for hit in hits
+    ]
+    with _cursor() as cursor:
+        cursor.execute(_BUFFER, [json.dumps(rows)])
+        return frozenset(delivery_id for (delivery_id,) in cursor.fetchall())
+
+
+_BUFFER = """
+INSERT INTO tracking_pendinghit (kind, delivery_id, url, occurred_at, ip, user_agent, method,
+    event_key)
+SELECT h.kind, h.delivery_id, h.url, h.occurred_at, h.ip, h.user_agent, h.method, h.event_key
+FROM json_to_recordset(%s::json) AS h(kind varchar, delivery_id bigint, url text,
+    occurred_at timestamptz, ip inet, user_agent varchar, method varchar, event_key uuid)
+WHERE EXISTS (SELECT 1 FROM sending_delivery d WHERE d.id = h.delivery_id)
+RETURNING delivery_id
+"""
+
+
+def pending_hits_drain(*, limit: int | None = None) -> tuple[int, int]:
+    """Store up to `limit` (TRACKING_DRAIN_BATCH) buffered hits, oldest first, and delete
+    them, in one transaction; (hits taken, events stored). Drains running at once take
+    different hits (SKIP LOCKED)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM tracking_pendinghit WHERE id IN (SELECT id FROM tracking_pendinghit "
+            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            "RETURNING kind, delivery_id, url, occurred_at, ip, user_agent, method, event_key",
+            [limit or settings.TRACKING_DRAIN_BATCH],
+        )
+        hits = [Hit(*row) for row in cursor.fetchall()]
+        return len(hits), hits_store(hits)
+
+
+def pending_hits_drain_all(*, seconds: float | None = None) -> tuple[int, int]:
+    """Drain batch after batch until the buffer is empty (or `seconds` have passed);
+    (hits taken, events stored)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    taken = stored = 0
+    while deadline is None or time.monotonic() < deadline:
+        batch_taken, batch_stored = pending_hits_drain()
+        taken, stored = taken + batch_taken, stored + batch_stored
+        if not batch_taken:
+            break
+    return taken, stored
 
 
 def hits_store(hits: Sequence[Hit]) -> int:
     """Store the hits of known, handed-over deliveries whose campaign tracks them, with
     their counters; the number of events stored (a hit already stored is not again)."""
-    return hits_store_result(hits).stored
-
-
-def hits_store_result(hits: Sequence[Hit]) -> StoreResult:
-    """`hits_store`, also telling which deliveries exist (a click on a link of a deleted
-    delivery is not followed)."""
     unique = {hit.event_key: hit for hit in hits}
     ordered = sorted(unique.values(), key=lambda hit: (hit.occurred_at, hit.event_key.hex))
     if not ordered:
-        return StoreResult(0, frozenset())
-    with transaction.atomic(), connection.cursor() as cursor:
-        deliveries, known = _deliveries_read({hit.delivery_id for hit in ordered})
+        return 0
+    with _cursor() as cursor:
+        deliveries, recent = _deliveries_read(cursor, ordered)
         wanted = [hit for hit in ordered if _is_tracked(hit, deliveries.get(hit.delivery_id))]
         if not wanted:
-            return StoreResult(0, known)
-        events = _classify(wanted, deliveries, _recent_clicks(cursor, wanted))
-        inserted = _events_insert(cursor, events)
-        events = [event for event in events if event.hit.event_key in inserted]
-        if not events:
-            return StoreResult(0, known)
-        firsts = _delivery_activity_upsert(cursor, events)
-        link_firsts = _link_clicks_insert(cursor, events)
-        _hourly_activity_upsert(cursor, events, firsts)
-        _link_activity_upsert(cursor, events, link_firsts)
-        _contacts_touch(cursor, events)
-    return StoreResult(len(events), known)
+            return 0
+        cursor.execute(_STORE, [json.dumps(_event_rows(wanted, deliveries, recent))])
+        (stored,) = cursor.fetchone()
+    return stored
 
 
-def _deliveries_read(ids: Iterable[int]) -> tuple[dict[int, _Delivery], frozenset[int]]:
-    """The handed-over deliveries among ids, and all of ids that exist."""
-    rows = Delivery.objects.filter(id__in=list(ids)).values_list(
-        "id",
-        "state",
-        "workspace_id",
-        "campaign_id",
-        "contact_id",
-        "variant_id",
-        "provider",
-        "sent_at",
-        "campaign__track_opens",
-        "campaign__track_clicks",
+# Django turns psycopg's statement preparing off (prepare_threshold None, for poolers);
+# Django's own cursors never prepare whatever the threshold, so raising it from None to
+# "never by count" lets the writer's cursor prepare its statements and nothing else.
+_PREPARE_ONLY_WHEN_ASKED = 2**31
+
+
+class _PreparingCursor(psycopg.Cursor):
+    """Binds parameters on the server (Django's cursors bind them in Python), prepares
+    each statement on its connection's first use of it (the writer's INSERT is planned
+    once per connection, not once per batch) and reads results in binary (no parsing of
+    timestamps in Python). Behind PgBouncer in transaction mode, 1.21 or later
+    with max_prepared_statements set is needed."""
+
+    def execute(self, query, params=None, *, prepare=True, binary=True):
+        return super().execute(query, params, prepare=prepare, binary=binary)
+
+
+def _cursor():
+    """A preparing cursor, wrapped by Django: its error classes are those the writer's
+    retries know."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+    return connection.make_cursor(_PreparingCursor(raw))
+
+
+_READ = (
+    "SELECT d.id, d.state, d.workspace_id, d.campaign_id, d.contact_id, d.variant_id, "
+    "d.provider, d.sent_at, c.track_opens, c.track_clicks, r.occurred_at, r.url, r.event_key "
+    "FROM sending_delivery d JOIN campaigns_campaign c ON c.id = d.campaign_id "
+    "LEFT JOIN LATERAL (SELECT e.occurred_at, e.url, e.event_key FROM tracking_event e "
+    "WHERE d.id IN (SELECT value::bigint FROM json_array_elements_text(%(clicked)s::json)) "
+    "AND e.kind = 'click' AND e.delivery_id = d.id "
+    "AND e.occurred_at >= %(since)s AND e.occurred_at <= %(until)s) r ON true "
+    "WHERE d.id IN (SELECT value::bigint FROM json_array_elements_text(%(ids)s::json)) "
+    "ORDER BY r.occurred_at"
+)
+
+
+def _deliveries_read(cursor, hits: Sequence[Hit]) -> tuple[dict[int, _Delivery], _RecentClicks]:
+    """The handed-over deliveries among the hits', and the stored clicks of the clicked
+    ones within a minute before the batch's clicks."""
+    clicks = [hit for hit in hits if hit.kind == CLICK]
+    cursor.execute(
+        _READ,
+        {
+            "ids": json.dumps(sorted({hit.delivery_id for hit in hits})),
+            "clicked": json.dumps(sorted({hit.delivery_id for hit in clicks})),
+            "since": (clicks[0] if clicks else hits[0]).occurred_at - RECENT_CLICKS,
+            "until": (clicks[-1] if clicks else hits[-1]).occurred_at,
+        },
     )
-    handed_over, known = {}, set()
-    for delivery_id, state, *facts in rows:
-        known.add(delivery_id)
+    handed_over: dict[int, _Delivery] = {}
+    recent: _RecentClicks = defaultdict(list)
+    for delivery_id, state, *facts, at, url, key in cursor.fetchall():
         if state not in NOT_HANDED_OVER:
             handed_over[delivery_id] = _Delivery(*facts)
-    return handed_over, frozenset(known)
+        if at is not None:
+            recent[delivery_id].append((at, url, key))
+    return handed_over, recent
 
 
 def _is_tracked(hit: Hit, delivery: _Delivery | None) -> bool:
@@ -159,35 +234,13 @@ def _is_tracked(hit: Hit, delivery: _Delivery | None) -> bool:
     return hit.kind == CLICK and delivery.track_clicks
 
 
-def _recent_clicks(cursor, hits: Sequence[Hit]) -> _RecentClicks:
-    """Stored clicks of the batch's clicked deliveries within a minute before its clicks."""
-    clicks = [hit for hit in hits if hit.kind == CLICK]
-    recent: _RecentClicks = defaultdict(list)
-    if not clicks:
-        return recent
-    cursor.execute(
-        "SELECT delivery_id, occurred_at, url, event_key FROM tracking_event "
-        "WHERE kind = 'click' AND delivery_id = ANY(%s::bigint[]) "
-        "AND occurred_at >= %s AND occurred_at <= %s ORDER BY occurred_at",
-        [
-            sorted({hit.delivery_id for hit in clicks}),
-            clicks[0].occurred_at - RECENT_CLICKS,
-            clicks[-1].occurred_at,
-        ],
-    )
-    for delivery_id, occurred_at, url, event_key in cursor.fetchall():
-        recent[delivery_id].append((occurred_at, url, event_key))
-    return recent
-
-
-def _classify(
-    hits: Sequence[Hit],
-    deliveries: dict[int, _Delivery],
-    recent: _RecentClicks,
-) -> list[_Event]:
-    """Judge each hit human or machine, in time order: a batch's earlier clicks count as
+def _event_rows(
+    hits: Sequence[Hit], deliveries: dict[int, _Delivery], recent: _RecentClicks
+) -> list[dict]:
+    """The hits as rows of the write (JSON: psycopg's array adaptation costs ten times as
+    much), each judged human or machine, in time order: a batch's earlier clicks count as
     recent clicks of its later ones."""
-    events = []
+    rows = []
     for hit in hits:
         delivery = deliveries[hit.delivery_id]
         earlier = []
@@ -212,8 +265,27 @@ def _classify(
             recent_clicks=earlier,
             url=hit.url,
         )
-        events.append(_Event(hit, delivery, rule, ip, user_agent, method))
-    return events
+        url = hit.url if hit.kind == CLICK else ""
+        rows.append(
+            {
+                "occurred_at": hit.occurred_at.isoformat(),
+                "kind": hit.kind,
+                "workspace_id": delivery.workspace_id,
+                "campaign_id": delivery.campaign_id,
+                "delivery_id": hit.delivery_id,
+                "contact_id": delivery.contact_id,
+                "variant_id": delivery.variant_id,
+                "provider": delivery.provider,
+                "url": url,
+                "url_hash": url_hash(url) if url else "",
+                "machine_rule": rule,
+                "ip": ip,
+                "user_agent": user_agent,
+                "method": method,
+                "event_key": str(hit.event_key),
+            }
+        )
+    return rows
 
 
 def _ip_clean(ip: str | None) -> str | None:
@@ -225,306 +297,164 @@ def _ip_clean(ip: str | None) -> str | None:
         return None
 
 
-def _events_insert(cursor, events: Sequence[_Event]) -> set[uuid.UUID]:
-    """Insert the events; the keys of those not stored before."""
-    cursor.execute(
-        "INSERT INTO tracking_event (occurred_at, kind, workspace_id, campaign_id, "
-        "delivery_id, contact_id, url, machine_rule, ip, user_agent, method, event_key) "
-        "SELECT * FROM unnest(%s::timestamptz[], %s::varchar[], %s::bigint[], %s::bigint[], "
-        "%s::bigint[], %s::bigint[], %s::text[], %s::varchar[], %s::inet[], %s::varchar[], "
-        "%s::varchar[], %s::uuid[]) "
-        "ON CONFLICT (event_key, occurred_at) DO NOTHING RETURNING event_key",
-        _columns(
-            [
-                (
-                    e.hit.occurred_at,
-                    e.hit.kind,
-                    e.delivery.workspace_id,
-                    e.delivery.campaign_id,
-                    e.hit.delivery_id,
-                    e.delivery.contact_id,
-                    e.hit.url if e.hit.kind == CLICK else "",
-                    e.machine_rule,
-                    e.ip,
-                    e.user_agent,
-                    e.method,
-                    e.hit.event_key,
-                )
-                for e in events
-            ],
-            width=12,
-        ),
-    )
-    return {key for (key,) in cursor.fetchall()}
-
-
-@dataclass
-class _Firsts:
-    """Per delivery: the times of this batch's first events, and which of them were the
-    delivery's first ever (all kinds, human only)."""
-
-    campaign_id: int = 0
-    open_at: datetime | None = None
-    human_open_at: datetime | None = None
-    click_at: datetime | None = None
-    human_click_at: datetime | None = None
-    opens: int = 0
-    human_opens: int = 0
-    clicks: int = 0
-    human_clicks: int = 0
-    last_at: datetime | None = None
-    is_first_open: bool = False
-    is_first_human_open: bool = False
-    is_first_click: bool = False
-    is_first_human_click: bool = False
-
-
-def _delivery_activity_upsert(cursor, events: Sequence[_Event]) -> dict[int, _Firsts]:
-    per_delivery: dict[int, _Firsts] = {}
-    facts: dict[int, _Delivery] = {}
-    for event in events:  # in time order: the first seen is the earliest
-        firsts = per_delivery.setdefault(
-            event.hit.delivery_id, _Firsts(campaign_id=event.delivery.campaign_id)
-        )
-        facts[event.hit.delivery_id] = event.delivery
-        at = event.hit.occurred_at
-        if event.is_open:
-            firsts.opens += 1
-            firsts.open_at = firsts.open_at or at
-            if event.is_human:
-                firsts.human_opens += 1
-                firsts.human_open_at = firsts.human_open_at or at
-        else:
-            firsts.clicks += 1
-            firsts.click_at = firsts.click_at or at
-            if event.is_human:
-                firsts.human_clicks += 1
-                firsts.human_click_at = firsts.human_click_at or at
-        firsts.last_at = at
-    ids = sorted(per_delivery)
-    cursor.execute(
-        "INSERT INTO tracking_deliveryactivity AS a (delivery_id, workspace_id, campaign_id, "
-        "variant_id, provider, opens, human_opens, clicks, human_clicks, first_open_at, "
-        "first_human_open_at, first_click_at, first_human_click_at, last_event_at) "
-        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
-        "%s::varchar[], %s::int[], %s::int[], %s::int[], %s::int[], %s::timestamptz[], "
-        "%s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[]) "
-        "ORDER BY 1 "
-        "ON CONFLICT (delivery_id) DO UPDATE SET "
-        "opens = a.opens + EXCLUDED.opens, human_opens = a.human_opens + EXCLUDED.human_opens, "
-        "clicks = a.clicks + EXCLUDED.clicks, "
-        "human_clicks = a.human_clicks + EXCLUDED.human_clicks, "
-        # The first time recorded stays: the unique counted in its hour matches it.
-        "first_open_at = COALESCE(a.first_open_at, EXCLUDED.first_open_at), "
-        "first_human_open_at = COALESCE(a.first_human_open_at, EXCLUDED.first_human_open_at), "
-        "first_click_at = COALESCE(a.first_click_at, EXCLUDED.first_click_at), "
-        "first_human_click_at = COALESCE(a.first_human_click_at, EXCLUDED.first_human_click_at), "
-        "last_event_at = GREATEST(a.last_event_at, EXCLUDED.last_event_at) "
-        "RETURNING delivery_id, opens, human_opens, clicks, human_clicks",
-        _columns(
-            [
-                (
-                    delivery_id,
-                    facts[delivery_id].workspace_id,
-                    facts[delivery_id].campaign_id,
-                    facts[delivery_id].variant_id,
-                    facts[delivery_id].provider,
-                    f.opens,
-                    f.human_opens,
-                    f.clicks,
-                    f.human_clicks,
-                    f.open_at,
-                    f.human_open_at,
-                    f.click_at,
-                    f.human_click_at,
-                    f.last_at,
-                )
-                for delivery_id in ids
-                for f in [per_delivery[delivery_id]]
-            ],
-            width=14,
-        ),
-    )
-    for delivery_id, opens, human_opens, clicks, human_clicks in cursor.fetchall():
-        f = per_delivery[delivery_id]
-        # A total equal to this batch's own addition was zero before it.
-        f.is_first_open = f.opens > 0 and opens == f.opens
-        f.is_first_human_open = f.human_opens > 0 and human_opens == f.human_opens
-        f.is_first_click = f.clicks > 0 and clicks == f.clicks
-        f.is_first_human_click = f.human_clicks > 0 and human_clicks == f.human_clicks
-    return per_delivery
-
-
-@dataclass
-class _LinkFirsts:
-    """This batch's first clicks on links per delivery: (delivery, url hash) sets."""
-
-    first_clicks: set[tuple[int, str]]
-    first_human_clicks: set[tuple[int, str]]
-
-
-def _link_clicks_insert(cursor, events: Sequence[_Event]) -> _LinkFirsts:
-    pairs: dict[tuple[int, str], list] = {}
-    for event in events:
-        if event.is_open:
-            continue
-        key = (event.hit.delivery_id, event.url_hash)
-        row = pairs.setdefault(
-            key,
-            [event.delivery.workspace_id, event.delivery.campaign_id, event.hit.occurred_at, None],
-        )
-        if event.is_human and row[3] is None:
-            row[3] = event.hit.occurred_at
-    if not pairs:
-        return _LinkFirsts(set(), set())
-    keys = sorted(pairs)
-
-    def rows(selected):
-        return _columns(
-            [(pairs[k][0], k[0], pairs[k][1], k[1], pairs[k][2], pairs[k][3]) for k in selected],
-            width=6,
-        )
-
-    insert = (
-        "INSERT INTO tracking_linkclick AS l (workspace_id, delivery_id, campaign_id, url_hash, "
-        "first_click_at, first_human_click_at) "
-        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::varchar[], "
-        "%s::timestamptz[], %s::timestamptz[]) ORDER BY 2, 4 "
-    )
-    cursor.execute(
-        insert + "ON CONFLICT (delivery_id, url_hash) DO NOTHING RETURNING delivery_id, url_hash",
-        rows(keys),
-    )
-    inserted = {(delivery_id, digest) for delivery_id, digest in cursor.fetchall()}
-    first_human = {k for k in inserted if pairs[k][3] is not None}
-    # Links clicked before, by machines only until now: this batch's human click is the
-    # first human one when the row's first_human_click_at is still empty (checked under the
-    # row's lock, so two writers cannot both see it empty).
-    later_human = [k for k in keys if k not in inserted and pairs[k][3] is not None]
-    if later_human:
-        cursor.execute(
-            insert + "ON CONFLICT (delivery_id, url_hash) DO UPDATE SET "
-            "first_human_click_at = EXCLUDED.first_human_click_at "
-            "WHERE l.first_human_click_at IS NULL RETURNING delivery_id, url_hash",
-            rows(later_human),
-        )
-        first_human |= {(delivery_id, digest) for delivery_id, digest in cursor.fetchall()}
-    return _LinkFirsts(inserted, first_human)
-
-
-def _hourly_activity_upsert(cursor, events: Sequence[_Event], firsts: dict[int, _Firsts]) -> None:
-    # [opens, human_opens, clicks, human_clicks, unique_opens, unique_human_opens,
-    #  unique_clicks, unique_human_clicks] per (campaign, hour)
-    hours: dict[tuple[int, datetime], list[int]] = {}
-    workspaces: dict[int, int] = {}
-
-    def row(campaign_id: int, at: datetime) -> list[int]:
-        hour = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)  # UTC hours
-        key = (campaign_id, hour)
-        if key not in hours:
-            hours[key] = [0] * 8
-        return hours[key]
-
-    for event in events:
-        workspaces[event.delivery.campaign_id] = event.delivery.workspace_id
-        counts = row(event.delivery.campaign_id, event.hit.occurred_at)
-        offset = 0 if event.is_open else 2
-        counts[offset] += 1
-        counts[offset + 1] += event.is_human
-    for f in firsts.values():
-        for is_first, at, index in (
-            (f.is_first_open, f.open_at, 4),
-            (f.is_first_human_open, f.human_open_at, 5),
-            (f.is_first_click, f.click_at, 6),
-            (f.is_first_human_click, f.human_click_at, 7),
-        ):
-            if is_first:
-                row(f.campaign_id, at)[index] += 1
-    keys = sorted(hours)
-    cursor.execute(
-        "INSERT INTO tracking_hourlyactivity AS h (workspace_id, campaign_id, hour, opens, "
-        "human_opens, clicks, human_clicks, unique_opens, unique_human_opens, unique_clicks, "
-        "unique_human_clicks) "
-        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::int[], "
-        "%s::int[], %s::int[], %s::int[], %s::int[], %s::int[], %s::int[], %s::int[]) "
-        "ORDER BY 2, 3 "
-        "ON CONFLICT (campaign_id, hour) DO UPDATE SET "
-        "opens = h.opens + EXCLUDED.opens, human_opens = h.human_opens + EXCLUDED.human_opens, "
-        "clicks = h.clicks + EXCLUDED.clicks, "
-        "human_clicks = h.human_clicks + EXCLUDED.human_clicks, "
-        "unique_opens = h.unique_opens + EXCLUDED.unique_opens, "
-        "unique_human_opens = h.unique_human_opens + EXCLUDED.unique_human_opens, "
-        "unique_clicks = h.unique_clicks + EXCLUDED.unique_clicks, "
-        "unique_human_clicks = h.unique_human_clicks + EXCLUDED.unique_human_clicks",
-        _columns(
-            [
-                (workspaces[campaign_id], campaign_id, hour, *hours[campaign_id, hour])
-                for campaign_id, hour in keys
-            ],
-            width=11,
-        ),
-    )
-
-
-def _link_activity_upsert(cursor, events: Sequence[_Event], link_firsts: _LinkFirsts) -> None:
-    # [workspace, url, clicks, human_clicks, unique_clicks, unique_human_clicks]
-    links: dict[tuple[int, str], list] = {}
-    campaign_of: dict[int, int] = {}
-    for event in events:
-        if event.is_open:
-            continue
-        campaign_of[event.hit.delivery_id] = event.delivery.campaign_id
-        link = links.setdefault(
-            (event.delivery.campaign_id, event.url_hash),
-            [event.delivery.workspace_id, event.hit.url, 0, 0, 0, 0],
-        )
-        link[2] += 1
-        link[3] += event.is_human
-    if not links:
-        return
-    for pairs, index in ((link_firsts.first_clicks, 4), (link_firsts.first_human_clicks, 5)):
-        for delivery_id, digest in pairs:
-            links[campaign_of[delivery_id], digest][index] += 1
-    keys = sorted(links)
-    cursor.execute(
-        "INSERT INTO tracking_linkactivity AS k (workspace_id, campaign_id, url_hash, url, "
-        "clicks, human_clicks, unique_clicks, unique_human_clicks) "
-        "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::text[], "
-        "%s::int[], %s::int[], %s::int[], %s::int[]) ORDER BY 2, 3 "
-        "ON CONFLICT (campaign_id, url_hash) DO UPDATE SET "
-        "clicks = k.clicks + EXCLUDED.clicks, "
-        "human_clicks = k.human_clicks + EXCLUDED.human_clicks, "
-        "unique_clicks = k.unique_clicks + EXCLUDED.unique_clicks, "
-        "unique_human_clicks = k.unique_human_clicks + EXCLUDED.unique_human_clicks",
-        _columns([(links[k][0], k[0], k[1], *links[k][1:]) for k in keys], width=8),
-    )
-
-
-def _contacts_touch(cursor, events: Sequence[_Event]) -> None:
-    """Contact.last_opened_at / last_clicked_at from human events (never moved back)."""
-    touched: dict[int, list] = {}
-    for event in events:
-        if not event.is_human or event.delivery.contact_id is None:
-            continue
-        times = touched.setdefault(event.delivery.contact_id, [None, None])
-        times[0 if event.is_open else 1] = event.hit.occurred_at  # time order: the latest
-    if not touched:
-        return
-    ids = sorted(touched)
-    # The rows are locked in id order first: UPDATE ... FROM may visit them in any order.
-    cursor.execute(
-        "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) "
-        "AS v(id, opened_at, clicked_at)), "
-        "locked AS (SELECT c.id FROM contacts_contact c WHERE c.id = ANY(%s::bigint[]) "
-        "ORDER BY c.id FOR NO KEY UPDATE) "
-        "UPDATE contacts_contact c SET "
-        "last_opened_at = GREATEST(c.last_opened_at, v.opened_at), "
-        "last_clicked_at = GREATEST(c.last_clicked_at, v.clicked_at) "
-        "FROM v, locked WHERE c.id = v.id AND locked.id = v.id",
-        [*_columns([(i, *touched[i]) for i in ids], width=3), ids],
-    )
-
-
-def _columns(rows: Sequence[tuple], *, width: int) -> list[list]:
-    """Rows as columns: the arrays unnest() turns back into rows."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+# The write of a batch. `event`: the hits whose event_key was new (a batch written again
+# after a lost connection adds nothing twice); everything after counts only those.
+_STORE = """
+WITH hit AS (
+    SELECT * FROM json_to_recordset(%s::json) AS h(occurred_at timestamptz, kind varchar,
+        workspace_id bigint, campaign_id bigint, delivery_id bigint, contact_id bigint,
+        variant_id bigint, provider varchar, url text, url_hash varchar, machine_rule varchar,
+        ip inet, user_agent varchar, method varchar, event_key uuid)
+),
+stored AS (
+    INSERT INTO tracking_event (occurred_at, kind, workspace_id, campaign_id, delivery_id,
+        contact_id, url, machine_rule, ip, user_agent, method, event_key)
+    SELECT occurred_at, kind, workspace_id, campaign_id, delivery_id, contact_id, url,
+        machine_rule, ip, user_agent, method, event_key
+    FROM hit
+    ON CONFLICT (event_key, occurred_at) DO NOTHING
+    RETURNING event_key
+),
+event AS (
+    SELECT hit.*, hit.kind = 'open' AS is_open, hit.machine_rule = '' AS is_human
+    FROM hit JOIN stored USING (event_key)
+),
+per_delivery AS (
+    SELECT delivery_id, min(workspace_id) AS workspace_id, min(campaign_id) AS campaign_id,
+        min(variant_id) AS variant_id, min(provider) AS provider,
+        count(*) FILTER (WHERE is_open) AS opens,
+        count(*) FILTER (WHERE is_open AND is_human) AS human_opens,
+        count(*) FILTER (WHERE NOT is_open) AS clicks,
+        count(*) FILTER (WHERE NOT is_open AND is_human) AS human_clicks,
+        min(occurred_at) FILTER (WHERE is_open) AS open_at,
+        min(occurred_at) FILTER (WHERE is_open AND is_human) AS human_open_at,
+        min(occurred_at) FILTER (WHERE NOT is_open) AS click_at,
+        min(occurred_at) FILTER (WHERE NOT is_open AND is_human) AS human_click_at,
+        max(occurred_at) AS last_at
+    FROM event GROUP BY delivery_id
+),
+activity AS (
+    INSERT INTO tracking_deliveryactivity AS a (delivery_id, workspace_id, campaign_id,
+        variant_id, provider, opens, human_opens, clicks, human_clicks, first_open_at,
+        first_human_open_at, first_click_at, first_human_click_at, last_event_at)
+    SELECT delivery_id, workspace_id, campaign_id, variant_id, provider, opens, human_opens,
+        clicks, human_clicks, open_at, human_open_at, click_at, human_click_at, last_at
+    FROM per_delivery ORDER BY delivery_id
+    ON CONFLICT (delivery_id) DO UPDATE SET
+        opens = a.opens + EXCLUDED.opens,
+        human_opens = a.human_opens + EXCLUDED.human_opens,
+        clicks = a.clicks + EXCLUDED.clicks,
+        human_clicks = a.human_clicks + EXCLUDED.human_clicks,
+        -- The first time recorded stays: the unique counted in its hour matches it.
+        first_open_at = COALESCE(a.first_open_at, EXCLUDED.first_open_at),
+        first_human_open_at = COALESCE(a.first_human_open_at, EXCLUDED.first_human_open_at),
+        first_click_at = COALESCE(a.first_click_at, EXCLUDED.first_click_at),
+        first_human_click_at = COALESCE(a.first_human_click_at, EXCLUDED.first_human_click_at),
+        last_event_at = GREATEST(a.last_event_at, EXCLUDED.last_event_at)
+    RETURNING delivery_id, opens, human_opens, clicks, human_clicks
+),
+-- This batch's first events ever per delivery: a total equal to the batch's own addition
+-- was zero before it.
+first_event AS (
+    SELECT p.workspace_id, p.campaign_id,
+        CASE WHEN p.opens > 0 AND a.opens = p.opens THEN p.open_at END AS open_at,
+        CASE WHEN p.human_opens > 0 AND a.human_opens = p.human_opens
+            THEN p.human_open_at END AS human_open_at,
+        CASE WHEN p.clicks > 0 AND a.clicks = p.clicks THEN p.click_at END AS click_at,
+        CASE WHEN p.human_clicks > 0 AND a.human_clicks = p.human_clicks
+            THEN p.human_click_at END AS human_click_at
+    FROM per_delivery p JOIN activity a USING (delivery_id)
+),
+link_batch AS (
+    SELECT delivery_id, url_hash, min(workspace_id) AS workspace_id,
+        min(campaign_id) AS campaign_id, min(url) AS url,
+        count(*) AS clicks, count(*) FILTER (WHERE is_human) AS human_clicks,
+        min(occurred_at) AS click_at, min(occurred_at) FILTER (WHERE is_human) AS human_click_at
+    FROM event WHERE NOT is_open GROUP BY delivery_id, url_hash
+),
+-- Returned: the pairs clicked for the first time (inserted: xmax = 0), and those clicked
+-- before by machines only whose first human click is in this batch (the empty
+-- first_human_click_at filled, under the row's lock: two writers cannot both fill it).
+link_first AS (
+    INSERT INTO tracking_linkclick AS l (workspace_id, delivery_id, campaign_id, url_hash,
+        first_click_at, first_human_click_at)
+    SELECT workspace_id, delivery_id, campaign_id, url_hash, click_at, human_click_at
+    FROM link_batch ORDER BY delivery_id, url_hash
+    ON CONFLICT (delivery_id, url_hash) DO UPDATE
+        SET first_human_click_at = EXCLUDED.first_human_click_at
+        WHERE l.first_human_click_at IS NULL AND EXCLUDED.first_human_click_at IS NOT NULL
+    RETURNING delivery_id, url_hash, l.xmax = 0 AS is_first,
+        l.first_human_click_at IS NOT NULL AS is_first_human
+),
+hourly AS (
+    INSERT INTO tracking_hourlyactivity AS h (workspace_id, campaign_id, hour, opens,
+        human_opens, clicks, human_clicks, unique_opens, unique_human_opens, unique_clicks,
+        unique_human_clicks)
+    SELECT min(workspace_id), campaign_id, hour, sum(opens), sum(human_opens), sum(clicks),
+        sum(human_clicks), sum(unique_opens), sum(unique_human_opens), sum(unique_clicks),
+        sum(unique_human_clicks)
+    FROM (
+        SELECT workspace_id, campaign_id, date_trunc('hour', occurred_at, 'UTC') AS hour,
+            is_open::int AS opens, (is_open AND is_human)::int AS human_opens,
+            (NOT is_open)::int AS clicks, (NOT is_open AND is_human)::int AS human_clicks,
+            0 AS unique_opens, 0 AS unique_human_opens, 0 AS unique_clicks,
+            0 AS unique_human_clicks
+        FROM event
+        UNION ALL
+        SELECT workspace_id, campaign_id, date_trunc('hour', open_at, 'UTC'),
+            0, 0, 0, 0, 1, 0, 0, 0 FROM first_event WHERE open_at IS NOT NULL
+        UNION ALL
+        SELECT workspace_id, campaign_id, date_trunc('hour', human_open_at, 'UTC'),
+            0, 0, 0, 0, 0, 1, 0, 0 FROM first_event WHERE human_open_at IS NOT NULL
+        UNION ALL
+        SELECT workspace_id, campaign_id, date_trunc('hour', click_at, 'UTC'),
+            0, 0, 0, 0, 0, 0, 1, 0 FROM first_event WHERE click_at IS NOT NULL
+        UNION ALL
+        SELECT workspace_id, campaign_id, date_trunc('hour', human_click_at, 'UTC'),
+            0, 0, 0, 0, 0, 0, 0, 1 FROM first_event WHERE human_click_at IS NOT NULL
+    ) AS counts
+    GROUP BY campaign_id, hour ORDER BY campaign_id, hour
+    ON CONFLICT (campaign_id, hour) DO UPDATE SET
+        opens = h.opens + EXCLUDED.opens,
+        human_opens = h.human_opens + EXCLUDED.human_opens,
+        clicks = h.clicks + EXCLUDED.clicks,
+        human_clicks = h.human_clicks + EXCLUDED.human_clicks,
+        unique_opens = h.unique_opens + EXCLUDED.unique_opens,
+        unique_human_opens = h.unique_human_opens + EXCLUDED.unique_human_opens,
+        unique_clicks = h.unique_clicks + EXCLUDED.unique_clicks,
+        unique_human_clicks = h.unique_human_clicks + EXCLUDED.unique_human_clicks
+),
+link_activity AS (
+    INSERT INTO tracking_linkactivity AS k (workspace_id, campaign_id, url_hash, url, clicks,
+        human_clicks, unique_clicks, unique_human_clicks)
+    SELECT min(b.workspace_id), b.campaign_id, b.url_hash, min(b.url), sum(b.clicks),
+        sum(b.human_clicks), count(*) FILTER (WHERE f.is_first),
+        count(*) FILTER (WHERE f.is_first_human)
+    FROM link_batch b LEFT JOIN link_first f USING (delivery_id, url_hash)
+    GROUP BY b.campaign_id, b.url_hash ORDER BY b.campaign_id, b.url_hash
+    ON CONFLICT (campaign_id, url_hash) DO UPDATE SET
+        clicks = k.clicks + EXCLUDED.clicks,
+        human_clicks = k.human_clicks + EXCLUDED.human_clicks,
+        unique_clicks = k.unique_clicks + EXCLUDED.unique_clicks,
+        unique_human_clicks = k.unique_human_clicks + EXCLUDED.unique_human_clicks
+),
+-- Contact.last_opened_at / last_clicked_at from human events, never moved back; the rows
+-- are locked in id order first (UPDATE ... FROM may visit them in any order).
+touched AS (
+    SELECT contact_id AS id, max(occurred_at) FILTER (WHERE is_open) AS opened_at,
+        max(occurred_at) FILTER (WHERE NOT is_open) AS clicked_at
+    FROM event WHERE is_human AND contact_id IS NOT NULL GROUP BY contact_id
+),
+locked AS (
+    SELECT c.id FROM contacts_contact c WHERE c.id IN (SELECT id FROM touched)
+    ORDER BY c.id FOR NO KEY UPDATE
+),
+contact AS (
+    UPDATE contacts_contact c SET
+        last_opened_at = GREATEST(c.last_opened_at, t.opened_at),
+        last_clicked_at = GREATEST(c.last_clicked_at, t.clicked_at)
+    FROM touched t JOIN locked USING (id)
+    WHERE c.id = t.id
+)
+SELECT count(*) FROM stored
+"""

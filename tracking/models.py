@@ -61,6 +61,28 @@ class Event(WorkspaceOwned):
         return bool(self.machine_rule)
 
 
+class PendingHit(models.Model):
+    """An open or click the endpoints answered, not yet an event: the durable buffer
+    between them and the drain (tracking/ingest.py). A request is answered once its hit
+    is committed here, a cheap insert; the drain turns hits into events and counters in
+    large batches, seconds later, and deletes them in the same transaction. Not a
+    workspace's data until then: the delivery is looked up by the drain (a hit of a
+    deleted delivery is dropped there)."""
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=5, choices=Event.Kind.choices)
+    delivery_id = models.BigIntegerField()
+    url = models.TextField(blank=True)
+    occurred_at = models.DateTimeField()
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    method = models.CharField(max_length=7, default="GET")
+    event_key = models.UUIDField()
+
+    def __str__(self) -> str:
+        return f"pending {self.kind} of delivery {self.delivery_id} at {self.occurred_at}"
+
+
 class DeliveryActivity(WorkspaceOwned):
     """One delivery's opens and clicks: a row exists once it was opened or clicked."""
 

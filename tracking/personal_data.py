@@ -1,6 +1,6 @@
 """Personal data the tracking app keeps: each open and click of a person's mail, with the
-IP address and user agent it came from, and per delivery what they opened and clicked.
-Discovered by compliance.
+IP address and user agent it came from (buffered for a few seconds as a PendingHit, then
+an Event), and per delivery what they opened and clicked. Discovered by compliance.
 
 The per-campaign counters (HourlyActivity, LinkActivity) name nobody and stay after an
 erasure: a report's totals do not change when one reader leaves.
@@ -15,10 +15,10 @@ from accounts.models import Workspace
 from campaigns.models import Campaign
 from contacts.models import Contact
 from sending.models import Delivery
-from tracking.models import DeliveryActivity, Event, LinkClick
+from tracking.models import DeliveryActivity, Event, LinkClick, PendingHit
 from tracking.partitions import event_partitions_expire
 
-MODELS = [Event, DeliveryActivity, LinkClick]
+MODELS = [Event, PendingHit, DeliveryActivity, LinkClick]
 # Before sending (50), which takes the address off the deliveries this hook finds them by.
 ERASE_ORDER = 40
 
@@ -47,7 +47,7 @@ def _events(workspace: Workspace, email: str):
 
 
 def export(*, workspace: Workspace, email: str) -> dict[str, list[dict]]:
-    events, _ = _events(workspace, email)
+    events, delivery_ids = _events(workspace, email)
     rows = list(
         events.order_by("occurred_at", "id").values(
             "campaign_id", "kind", "occurred_at", "url", "machine_rule", "user_agent", "ip"
@@ -71,7 +71,13 @@ def export(*, workspace: Workspace, email: str) -> dict[str, list[dict]]:
                 "ip": row["ip"],
             }
             for row in rows
-        ]
+        ],
+        # Answered in the last seconds, not yet stored as events.
+        "pending_hits": list(
+            PendingHit.objects.filter(delivery_id__in=delivery_ids)
+            .order_by("occurred_at", "id")
+            .values("kind", "occurred_at", "url", "user_agent", "ip")
+        ),
     }
 
 
@@ -79,6 +85,7 @@ def export(*, workspace: Workspace, email: str) -> dict[str, list[dict]]:
 def erase(*, workspace: Workspace, email: str) -> None:
     events, delivery_ids = _events(workspace, email)
     events.delete()
+    PendingHit.objects.filter(delivery_id__in=delivery_ids).delete()
     LinkClick.objects.filter(workspace=workspace, delivery_id__in=delivery_ids).delete()
     DeliveryActivity.objects.filter(workspace=workspace, delivery_id__in=delivery_ids).delete()
 

@@ -15,6 +15,17 @@ def tracking_partitions_task() -> dict[str, list[str]]:
 
 
 @shared_task(acks_late=True)
+def pending_hits_drain_task() -> dict[str, int]:
+    """Every few seconds: the opens and clicks the endpoints buffered become events and
+    counters (tracking/ingest.py), until the buffer is empty or 50 s have passed (the
+    next run goes on). Runs overlapping take different hits."""
+    from tracking.ingest import pending_hits_drain_all
+
+    taken, stored = pending_hits_drain_all(seconds=50)
+    return {"hits": taken, "events": stored}
+
+
+@shared_task(acks_late=True)
 def ab_winners_task() -> list[int]:
     """Every minute: each A/B test whose wait is over gets its winner, and the rest of its
     audience is released with it (tracking/ab.py). Ids of the tests decided."""

@@ -1,20 +1,24 @@
-"""Group commit of tracking hits: one writer thread per process, one transaction per batch.
+"""Group commit of tracking hits: one writer thread per process, one INSERT per batch.
 
 A request to the pixel or a link hands its hit to `hit_record`, which queues it and waits
-until the writer thread has committed the batch holding it. The writer takes everything
-queued at once, stores it with `hits_store_result` and wakes the waiters; what queued meanwhile is
-the next batch. So under load a batch grows with the number of requests waiting, and the
-database sees one transaction (a fixed number of statements) per batch, not per hit.
+until the writer thread has committed the batch holding it to the buffer
+(`tracking.ingest.hits_buffer`; the drain makes events of it later). The writer waits
+TRACKING_WRITE_LINGER_SECONDS after the first hit of a batch, or until
+TRACKING_WRITE_LINGER_HITS are queued, takes everything queued, writes it in one
+statement and wakes the waiters; what queued meanwhile is the next batch. So under load a
+batch grows with the number of requests waiting, and the database sees one statement and
+one commit per batch, not per hit.
 
-`hit_write` also tells whether the hit's delivery exists (the batch reads every delivery
-anyway), so a click on a deleted delivery's link is refused without a query of the
-request's own.
+`hit_write` also tells whether the hit's delivery exists (the INSERT keeps only the hits
+of existing deliveries), so a click on a deleted delivery's link is refused without a
+query of the request's own.
 
 The thread starts with the first hit, and again in a forked child (a thread does not
 survive fork: gunicorn workers forked from a preloaded master start their own). A hit
 whose batch fails, or that waits longer than TRACKING_WRITE_TIMEOUT_SECONDS, is reported
 not stored and logged; the endpoint answers anyway. Hits are idempotent (event_key), so
-the one retry after a deadlock or serialization failure cannot count anything twice.
+the one retry after a lost connection cannot count anything twice (the drain stores an
+event_key once).
 """
 
 from __future__ import annotations
@@ -29,21 +33,19 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import (
-    DatabaseError,
     InterfaceError,
     OperationalError,
     close_old_connections,
     connection,
 )
 
-from tracking.ingest import Hit, hits_store_result
+from tracking.ingest import Hit, hits_buffer
 
 logger = logging.getLogger(__name__)
 
 BATCH_MAX = 1000
 # Past this many hits waiting (the database stalled), new hits are refused at once.
 QUEUE_MAX = 20_000
-_RETRY = {"40P01", "40001"}  # deadlock detected, serialization failure
 # The writer's connection is checked (broken, past its age) this often, not every batch:
 # with health checks on, each check costs a round trip that a busy writer cannot spare.
 CONNECTION_CHECK_SECONDS = 5.0
@@ -56,13 +58,22 @@ class HitOutcome:
 
 
 class _Pending:
-    __slots__ = ("done", "hit", "is_delivery_known", "is_stored")
+    __slots__ = ("_done", "hit", "is_delivery_known", "is_stored")
 
     def __init__(self, hit: Hit) -> None:
         self.hit = hit
-        self.done = threading.Event()
+        # Held until the writer is done with the hit: a bare lock is the cheapest thing a
+        # thread can wait on (an Event is a lock and a Condition per request).
+        self._done = threading.Lock()
+        self._done.acquire()
         self.is_stored = False
         self.is_delivery_known: bool | None = None
+
+    def finish(self) -> None:
+        self._done.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.acquire(timeout=timeout)
 
 
 class HitWriter:
@@ -81,6 +92,8 @@ class HitWriter:
             if self._is_stopping or len(self._queue) >= QUEUE_MAX:
                 return False
             self._queue.append(pending)
+            if 1 < len(self._queue) < settings.TRACKING_WRITE_LINGER_HITS:
+                return True  # the writer is lingering or writing: no need to wake it
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="tracking-writer", daemon=True
@@ -106,25 +119,32 @@ class HitWriter:
                         self._wakeup.wait()
                     if not self._queue:
                         return
+                    self._linger()
                     size = min(len(self._queue), BATCH_MAX)
                     batch = [self._queue.popleft() for _ in range(size)]
                 self._write(batch)
         finally:
             connection.close()
 
+    def _linger(self) -> None:
+        """Under the lock: wait a moment for more hits to join the batch."""
+        deadline = time.monotonic() + settings.TRACKING_WRITE_LINGER_SECONDS
+        while len(self._queue) < settings.TRACKING_WRITE_LINGER_HITS and not self._is_stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wakeup.wait(left)
+
     def _write(self, batch: list[_Pending]) -> None:
         if time.monotonic() - self._checked_at > CONNECTION_CHECK_SECONDS:
             close_old_connections()  # a connection broken or past its age is replaced
             self._checked_at = time.monotonic()
-        result = None
+        known = None
         for attempt in (1, 2):
             try:
-                result = hits_store_result([pending.hit for pending in batch])
+                known = hits_buffer([pending.hit for pending in batch])
                 break
             except Exception as error:  # whatever it is, the waiters must be woken
-                sqlstate = getattr(error.__cause__, "sqlstate", None)
-                if attempt == 1 and isinstance(error, DatabaseError) and sqlstate in _RETRY:
-                    continue
                 if attempt == 1 and isinstance(error, (OperationalError, InterfaceError)):
                     # The connection died between checks: once more on a new one (event
                     # keys make a batch written twice count once).
@@ -133,10 +153,10 @@ class HitWriter:
                 logger.exception("Tracking batch of %d hits not stored", len(batch))
                 break
         for pending in batch:
-            if result is not None:
+            if known is not None:
                 pending.is_stored = True
-                pending.is_delivery_known = pending.hit.delivery_id in result.known_delivery_ids
-            pending.done.set()
+                pending.is_delivery_known = pending.hit.delivery_id in known
+            pending.finish()
 
 
 _writer: HitWriter | None = None
@@ -170,7 +190,7 @@ def hit_write(hit: Hit) -> HitOutcome:
     if not _writer_get().put(pending):
         logger.error("Tracking hit of delivery %s refused: writer queue full", hit.delivery_id)
         return HitOutcome(False, None)
-    if not pending.done.wait(settings.TRACKING_WRITE_TIMEOUT_SECONDS):
+    if not pending.wait(settings.TRACKING_WRITE_TIMEOUT_SECONDS):
         logger.error(
             "Tracking hit of delivery %s not written within %s s",
             hit.delivery_id,

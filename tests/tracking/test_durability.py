@@ -5,12 +5,15 @@ espsite/gunicorn.conf.py (gthread workers, one group-commit writer per process) 
 test's database. Each request is for a delivery of its own, so every answer maps to one
 expected event.
 
-- A worker is SIGKILLed while both workers' writers hold a batch that is inserted but not
-  committed (the counters' table is locked for a moment): its requests get no answer and
-  may or may not be stored; every 200 / 302 has its event exactly once, and none is
-  stored twice.
+- A worker is SIGKILLed while both workers' writers hold a batch that is not committed
+  (the buffer's table is locked for a moment): its requests get no answer and may or may
+  not be stored; every 200 / 302 has its event exactly once (once the drain has run),
+  and none is stored twice.
 - Redis is stopped in the middle of the burst and started again (empty): the requests
   answered meanwhile, and all the others, are stored; the tracking path never needs it.
+- The drain (the worker that makes events of the buffered hits) is SIGKILLed with its
+  batch written and not committed: every hit is still buffered, and the next drain
+  stores each exactly once.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +46,8 @@ from tests.conftest import redis_test_url
 from tests.factories import WorkspaceFactory
 from tests.sending.crash.harness import RedisServer, free_port, wait_for
 from tests.tracking.test_ingest import campaign_make
+from tracking.ingest import Hit, hits_buffer, pending_hits_drain_all
+from tracking.models import Event, PendingHit
 
 pytestmark = [
     pytest.mark.serial,
@@ -247,6 +253,8 @@ def burst() -> Burst:
 
 
 def _stored_per_delivery(burst: Burst) -> Counter:
+    """Events per delivery, once the drain has stored what the writers buffered."""
+    pending_hits_drain_all()
     ids = [request.delivery_id for request in burst.requests]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -269,22 +277,22 @@ def _assert_answers_are_stored(burst: Burst) -> None:
 
 
 @contextlib.contextmanager
-def _counters_locked() -> Iterator[psycopg.Connection]:
-    """Hold tracking_deliveryactivity exclusively: a writer's batch then waits with its
-    events inserted and not committed, its requests unanswered."""
+def _table_locked(table: str) -> Iterator[psycopg.Connection]:
+    """Hold a table exclusively: a batch that writes to it waits, not committed (the
+    writers' requests unanswered; the drain's hits still buffered)."""
     with psycopg.connect(_database_url(), autocommit=False) as conn:
-        conn.execute("LOCK TABLE tracking_deliveryactivity IN ACCESS EXCLUSIVE MODE")
+        conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         try:
             yield conn
         finally:
             conn.rollback()
 
 
-def _writers_waiting() -> int:
+def _waiting_on(table: str) -> int:
     with psycopg.connect(_database_url(), autocommit=True) as conn:
         (count,) = conn.execute(
-            "SELECT count(*) FROM pg_locks "
-            "WHERE relation = 'tracking_deliveryactivity'::regclass AND NOT granted"
+            "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted",
+            [table],
         ).fetchone()
     return count
 
@@ -306,9 +314,13 @@ def test_a_worker_killed_with_hits_in_its_batch_loses_no_answered_event(web_node
     node = web_node(redis_url=redis_test_url())
     thread = burst.run(node)
     _wait_for_answers(burst, REQUESTS // 4)
-    with _counters_locked():
+    with _table_locked("tracking_pendinghit"):
         # Each worker's writer has a batch in the database, blocked before its commit.
-        wait_for(lambda: _writers_waiting() >= WORKERS, timeout=15, what="both writers waiting")
+        wait_for(
+            lambda: _waiting_on("tracking_pendinghit") >= WORKERS,
+            timeout=15,
+            what="both writers waiting",
+        )
         victim = min(node.workers())
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: victim not in node.workers(), timeout=10, what="the worker gone")
@@ -346,3 +358,52 @@ def test_a_redis_restart_mid_burst_loses_no_answered_event(web_node, burst, tmp_
     assert [r for r in burst.requests if r.status != r.expected] == []
     _assert_answers_are_stored(burst)
     assert sum(_stored_per_delivery(burst).values()) == REQUESTS
+
+
+def test_a_drain_killed_before_its_commit_loses_and_duplicates_nothing(burst):
+    deliveries = [request.delivery_id for request in burst.requests[:50]]
+    hits_buffer(
+        [
+            Hit(
+                kind="open",
+                delivery_id=delivery_id,
+                url="",
+                occurred_at=timezone.now(),
+                ip="198.51.100.23",
+                user_agent=BROWSER,
+                method="GET",
+                event_key=uuid.uuid4(),
+            )
+            for delivery_id in deliveries
+        ]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(DATABASE_URL=_database_url(), PYTHONUNBUFFERED="1")
+    code = (
+        "import django; django.setup(); "
+        "from tracking.ingest import pending_hits_drain; pending_hits_drain()"
+    )
+    with _table_locked("tracking_deliveryactivity"):
+        drain = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
+        try:
+            # Its batch is taken (deleted from the buffer) and its events inserted, in a
+            # transaction blocked before the counters, and so before its commit.
+            wait_for(
+                lambda: _waiting_on("tracking_deliveryactivity") >= 1,
+                timeout=30,
+                what="the drain waiting",
+            )
+            drain.send_signal(signal.SIGKILL)
+            drain.wait(timeout=10)
+        finally:
+            if drain.poll() is None:
+                drain.kill()
+    assert PendingHit.objects.filter(delivery_id__in=deliveries).count() == len(deliveries)
+    assert not Event.objects.filter(delivery_id__in=deliveries).exists()
+
+    assert pending_hits_drain_all() == (len(deliveries), len(deliveries))
+    stored = Counter(
+        Event.objects.filter(delivery_id__in=deliveries).values_list("delivery_id", flat=True)
+    )
+    assert stored == Counter(deliveries)
+    assert not PendingHit.objects.exists()

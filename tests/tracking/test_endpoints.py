@@ -7,6 +7,7 @@ and connection, as it does in production."""
 
 import logging
 import time
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.db import connection
@@ -16,7 +17,8 @@ from sending import links
 from sending.models import SendingDomain
 from tests.factories import WorkspaceFactory
 from tests.tracking.test_ingest import campaign_make, delivery_make
-from tracking.middleware import PIXEL, tracking_hosts_forget
+from tracking.endpoints import PIXEL, tracking_hosts_forget
+from tracking.ingest import pending_hits_drain_all
 from tracking.models import DeliveryActivity, Event, LinkActivity
 from tracking.writer import writer_stop
 
@@ -65,8 +67,10 @@ def click_path(delivery_id: int, url: str = TARGET) -> str:
 
 
 def recorded() -> list[tuple]:
-    """Every event stored, once the writer has written what it was given."""
+    """Every event stored, once the writer has buffered what it was given and the drain
+    has stored it."""
     writer_stop(timeout=30)
+    pending_hits_drain_all()
     return list(
         Event.objects.order_by("occurred_at").values_list(
             "delivery_id", "kind", "url", "method", "machine_rule"
@@ -308,19 +312,19 @@ def test_an_unsent_deliverys_hits_are_not_recorded(client, campaign):
 
 @pytest.fixture
 def failing_database():
-    """A real database error in the middle of every batch (after the events' insert)."""
+    """A real database error in every batch the writer commits."""
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE FUNCTION tracking_test_fail() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$"
         )
         cursor.execute(
-            "CREATE TRIGGER tracking_test_fail BEFORE INSERT ON tracking_deliveryactivity "
+            "CREATE TRIGGER tracking_test_fail BEFORE INSERT ON tracking_pendinghit "
             "FOR EACH ROW EXECUTE FUNCTION tracking_test_fail()"
         )
     yield
     with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER tracking_test_fail ON tracking_deliveryactivity")
+        cursor.execute("DROP TRIGGER tracking_test_fail ON tracking_pendinghit")
         cursor.execute("DROP FUNCTION tracking_test_fail()")
 
 
@@ -339,3 +343,61 @@ def test_other_paths_go_through_the_stack(client):
     response = client.get("/healthz")
     assert response.status_code in (200, 503)
     assert Client(HTTP_HOST="evil.example").get("/accounts/login/").status_code == 400
+
+
+def wsgi_get(path: str, *, method: str = "GET", host: str = "localhost") -> tuple:
+    """The production entry point (espsite.wsgi.application) called as gunicorn calls
+    it: (status line, headers, body)."""
+    from espsite.wsgi import application
+
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "HTTP_HOST": host,
+        "HTTP_USER_AGENT": BROWSER,
+        "REMOTE_ADDR": "198.51.100.23",
+    }
+    setup_testing_defaults(environ)
+    started = {}
+
+    def start_response(status, headers, exc_info=None):
+        started.update(status=status, headers=dict(headers))
+
+    body = b"".join(application(environ, start_response))
+    return started["status"], started["headers"], body
+
+
+def test_the_wsgi_entry_point_answers_like_the_middleware_before_django_runs(client, delivery):
+    status, headers, body = wsgi_get(pixel_path(delivery.pk))
+    assert (status, body) == ("200 OK", PIXEL)
+    assert headers == {**NO_CACHE, "Content-Type": "image/gif", "Content-Length": "43"}
+    status, headers, body = wsgi_get(click_path(delivery.pk))
+    assert (status, headers["Location"], body) == ("302 Found", TARGET, b"")
+    status, headers, body = wsgi_get(pixel_path(delivery.pk), method="HEAD")
+    assert (status, headers["Content-Length"], body) == ("200 OK", "43", b"")
+    assert recorded() == [
+        (delivery.pk, "open", "", "GET", ""),
+        (delivery.pk, "click", TARGET, "GET", ""),
+        (delivery.pk, "open", "", "HEAD", "head_request"),
+    ]
+
+    forged = click_path(delivery.pk)[:-3] + "AAA"
+    for path, method, host in (
+        (forged, "GET", "localhost"),
+        (pixel_path(delivery.pk), "POST", "localhost"),
+        (pixel_path(delivery.pk), "GET", "evil.example"),
+        ("/o/\u00e9t\u00e9.gif", "GET", "localhost"),
+    ):
+        status, headers, body = wsgi_get(path, method=method, host=host)
+        response = getattr(client, method.lower())(path, HTTP_HOST=host)
+        assert int(status.split()[0]) == response.status_code, (path, method, host)
+        assert body == response.content
+        assert headers.items() <= dict(response.items()).items()
+    assert recorded() == [
+        (delivery.pk, "open", "", "GET", ""),
+        (delivery.pk, "click", TARGET, "GET", ""),
+        (delivery.pk, "open", "", "HEAD", "head_request"),
+    ]
+    # Any other path is Django's.
+    status, _, _ = wsgi_get("/healthz")
+    assert status.split()[0] in ("200", "503")

@@ -15,7 +15,14 @@ from compliance.gdpr import gdpr_collect, gdpr_erase, gdpr_retention_apply, pers
 from sending.models import Delivery
 from tests.factories import ContactFactory, WorkspaceFactory
 from tracking import personal_data
-from tracking.models import DeliveryActivity, Event, HourlyActivity, LinkActivity, LinkClick
+from tracking.models import (
+    DeliveryActivity,
+    Event,
+    HourlyActivity,
+    LinkActivity,
+    LinkClick,
+    PendingHit,
+)
 from tracking.partitions import event_partitions, event_partitions_ensure
 
 pytestmark = pytest.mark.django_db
@@ -106,7 +113,7 @@ def _event_count(**filters) -> int:
 
 def test_compliance_discovers_the_tracking_hook():
     assert personal_data_hooks()["tracking"] is personal_data
-    assert {Event, DeliveryActivity, LinkClick} <= set(personal_data.MODELS)
+    assert {Event, PendingHit, DeliveryActivity, LinkClick} <= set(personal_data.MODELS)
     # Before sending's hook, which takes the address off the deliveries.
     assert personal_data.ERASE_ORDER < personal_data_hooks()["sending"].ERASE_ORDER
 
@@ -139,8 +146,31 @@ def test_export_finds_events_of_a_delivery_whose_contact_is_gone(world):
 
 def test_export_of_a_stranger_is_empty(world):
     assert personal_data.export(workspace=world["workspace"], email="nobody@example.com") == {
-        "events": []
+        "events": [],
+        "pending_hits": [],
     }
+
+
+def test_hits_not_yet_drained_are_exported_and_erased_with_the_person(world):
+    person, neighbour = world["person"], world["neighbour"]
+    for delivery, agent in ((person, "Firefox/130.0"), (neighbour, "Safari/17")):
+        PendingHit.objects.create(
+            kind="open",
+            delivery_id=delivery.pk,
+            occurred_at=NOW,
+            ip="203.0.113.9",
+            user_agent=agent,
+            event_key=uuid.uuid4(),
+        )
+    rows = personal_data.export(workspace=world["workspace"], email=EMAIL)["pending_hits"]
+    assert [(row["kind"], row["ip"], row["user_agent"]) for row in rows] == [
+        ("open", "203.0.113.9", "Firefox/130.0")
+    ]
+
+    gdpr_erase(workspace=world["workspace"], email=EMAIL, acting_user=None)
+
+    assert not PendingHit.objects.filter(delivery_id=person.pk).exists()
+    assert PendingHit.objects.filter(delivery_id=neighbour.pk).count() == 1
 
 
 def test_erasure_deletes_the_persons_events_and_delivery_rows_and_keeps_the_counters(world):

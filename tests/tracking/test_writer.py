@@ -1,17 +1,18 @@
-"""The group-commit writer: concurrent hits share batches and are all stored; a failing
+"""The group-commit writer: concurrent hits share batches and are all buffered; a failing
 database or a stalled one makes hit_record False (logged) instead of hanging the request;
 a forked process writes through a writer of its own."""
 
 import logging
 import os
 import threading
+import time
 
 import pytest
 from django.db import connection, transaction
 
 from tests.factories import WorkspaceFactory
 from tests.tracking.test_ingest import campaign_make, delivery_make, hit
-from tracking.models import Event
+from tracking.models import PendingHit
 from tracking.writer import hit_record, hit_write, writer_stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,7 +24,7 @@ def _writer_stopped():
     yield
     writer_stop(timeout=30)
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE tracking_event")
+        cursor.execute("TRUNCATE tracking_event, tracking_pendinghit")
 
 
 @pytest.fixture
@@ -33,19 +34,19 @@ def campaign():
 
 @pytest.fixture
 def failing_database():
-    """A real database error in the middle of every batch (after the events' insert)."""
+    """A real database error in every batch the writer commits."""
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE FUNCTION tracking_test_fail() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$"
         )
         cursor.execute(
-            "CREATE TRIGGER tracking_test_fail BEFORE INSERT ON tracking_deliveryactivity "
+            "CREATE TRIGGER tracking_test_fail BEFORE INSERT ON tracking_pendinghit "
             "FOR EACH ROW EXECUTE FUNCTION tracking_test_fail()"
         )
     yield
     with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER tracking_test_fail ON tracking_deliveryactivity")
+        cursor.execute("DROP TRIGGER tracking_test_fail ON tracking_pendinghit")
         cursor.execute("DROP FUNCTION tracking_test_fail()")
 
 
@@ -69,9 +70,9 @@ def test_concurrent_hits_are_all_stored_in_fewer_batches(campaign):
     with connection.cursor() as cursor:
         # Rows written by one transaction share its id (xmin): one per batch.
         cursor.execute(
-            "SELECT count(*), count(DISTINCT xmin::text) FROM tracking_event "
-            "WHERE campaign_id = %s",
-            [campaign.pk],
+            "SELECT count(*), count(DISTINCT xmin::text) FROM tracking_pendinghit "
+            "WHERE delivery_id = ANY(%s)",
+            [[delivery.pk for delivery in deliveries]],
         )
         stored, batches = cursor.fetchone()
     assert stored == len(hits)
@@ -92,21 +93,21 @@ def test_a_database_failure_is_false_and_logged(campaign, failing_database, capl
     assert (outcome.is_stored, outcome.is_delivery_known) == (False, None)
     assert "not stored" in caplog.text
     assert "disk on fire" in caplog.text
-    assert not Event.objects.filter(delivery_id=delivery.pk).exists()  # rolled back
+    assert not PendingHit.objects.filter(delivery_id=delivery.pk).exists()  # rolled back
 
 
 def test_the_writer_recovers_after_a_failure(campaign, caplog):
     delivery = delivery_make(campaign)
     with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE tracking_deliveryactivity RENAME TO tracking_gone")
+        cursor.execute("ALTER TABLE tracking_pendinghit RENAME TO tracking_gone")
     try:
         with caplog.at_level(logging.ERROR, logger="tracking.writer"):
             assert hit_record(hit(delivery)) is False
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE tracking_gone RENAME TO tracking_deliveryactivity")
+            cursor.execute("ALTER TABLE tracking_gone RENAME TO tracking_pendinghit")
     assert hit_record(hit(delivery)) is True
-    assert Event.objects.filter(delivery_id=delivery.pk).count() == 1
+    assert PendingHit.objects.filter(delivery_id=delivery.pk).count() == 1
 
 
 def test_a_stalled_database_times_out_and_the_hit_is_written_later(campaign, settings, caplog):
@@ -117,7 +118,7 @@ def test_a_stalled_database_times_out_and_the_hit_is_written_later(campaign, set
     def hold_lock() -> None:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("LOCK TABLE tracking_deliveryactivity IN ACCESS EXCLUSIVE MODE")
+                cursor.execute("LOCK TABLE tracking_pendinghit IN ACCESS EXCLUSIVE MODE")
                 locked.set()
                 release.wait(timeout=30)
         finally:
@@ -135,7 +136,7 @@ def test_a_stalled_database_times_out_and_the_hit_is_written_later(campaign, set
         release.set()
         holder.join(timeout=30)
     writer_stop(timeout=30)  # the batch waiting on the lock commits, then the thread ends
-    assert Event.objects.filter(event_key=stalled.event_key).count() == 1
+    assert PendingHit.objects.filter(event_key=stalled.event_key).count() == 1
 
 
 def test_a_forked_process_writes_through_its_own_writer(campaign):
@@ -152,6 +153,37 @@ def test_a_forked_process_writes_through_its_own_writer(campaign):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert Event.objects.filter(event_key=from_child.event_key).exists()
+    assert PendingHit.objects.filter(event_key=from_child.event_key).exists()
     assert hit_record(hit(delivery))  # and the parent's still works
-    assert Event.objects.filter(delivery_id=delivery.pk).count() == 3
+    assert PendingHit.objects.filter(delivery_id=delivery.pk).count() == 3
+
+
+def test_a_lone_hit_waits_no_longer_than_the_linger(campaign, settings):
+    settings.TRACKING_WRITE_LINGER_SECONDS = 0.05
+    settings.TRACKING_WRITE_LINGER_HITS = 1000
+    delivery = delivery_make(campaign)
+    assert hit_record(hit(delivery))  # the writer is up
+    started = time.monotonic()
+    assert hit_record(hit(delivery))
+    waited = time.monotonic() - started
+    assert 0.05 <= waited < 2
+
+
+def test_lingering_gathers_hits_that_arrive_one_by_one_into_one_batch(campaign, settings):
+    settings.TRACKING_WRITE_LINGER_SECONDS = 2.0
+    settings.TRACKING_WRITE_LINGER_HITS = 5
+    deliveries = [delivery_make(campaign) for _ in range(5)]
+    assert hit_record(hit(deliveries[0]))  # the writer is up (after a 2 s linger)
+    threads = []
+    for delivery in deliveries:  # staggered: each would be a batch of its own without it
+        threads.append(threading.Thread(target=hit_record, args=(hit(delivery),)))
+        threads[-1].start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=30)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(DISTINCT xmin::text) FROM tracking_pendinghit "
+            "WHERE id > (SELECT min(id) FROM tracking_pendinghit)"
+        )
+        assert cursor.fetchone() == (5, 1)  # the fifth hit ended the wait: one commit

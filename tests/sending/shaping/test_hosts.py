@@ -12,6 +12,7 @@ from kombu import Queue
 from espsite.tasks import ping_task
 from sending import hosts
 from tests.conftest import redis_test_url
+from tests.sending.crash.harness import wait_for
 from tests.sending.test_pipeline_workers import wait_for_workers
 
 TEST_NET = "192.0.2.55"  # RFC 5737: documentation only, on no host
@@ -129,7 +130,10 @@ def test_a_send_worker_takes_its_hosts_queue_and_publishes_its_addresses(hostx_w
     result = ping_task.apply_async(args=["hostx"], queue=Queue("send.hostx"))
     assert result.get(timeout=20) == "pong:hostx"
 
-    published = hosts.host_addresses_published("hostx")
+    # Published when the worker is ready, which may come a moment after its first task.
+    published = wait_for(
+        lambda: hosts.host_addresses_published("hostx"), timeout=15, what="hostx's addresses"
+    )
     assert hosts.local_addresses() <= published  # the same machine: the same addresses
     assert hosts.host_has_address("hostx", _a_non_loopback_local_address()) is True
     assert hosts.host_has_address("hostx", TEST_NET) is False

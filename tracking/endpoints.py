@@ -1,0 +1,208 @@
+"""The open pixel and click redirects: what each request is answered, from its WSGI environ.
+
+These are the busiest URLs of the platform and the least interesting: no session, CSRF,
+authentication, messages or templates, and no database query of their own. The token is
+checked first (an HMAC, sending/links.py): a forged or mangled one costs no query and is
+told nothing (the pixel is always the GIF; a link answers 404). A genuine one is handed to
+the writer (tracking/writer.py), which buffers it with the next batch; the campaign's
+tracking switches and the delivery's state are applied by the drain that stores it
+(tracking/ingest.py).
+
+`tracking_answer` works on the environ alone, so that it can run both in front of Django
+(tracking/middleware.py: the WSGI entry point answers these paths before Django builds a
+request) and as Django's first middleware (the test client, ASGI).
+
+Hosts: the platform's own (ALLOWED_HOSTS) and the tracking hosts of sending domains that
+were verified (links.<domain>, a CNAME to the platform, where sending/message.py points
+their links), cached per process for TRACKING_HOSTS_CACHE_SECONDS; any other host is
+refused with 400.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import connection
+from django.http.request import split_domain_port, validate_host
+from django.utils import timezone
+from django.utils.encoding import iri_to_uri
+
+from accounts.request_ip import client_ip
+from sending import links
+from sending.models import SendingDomain
+from tracking.ingest import CLICK, OPEN, Hit
+from tracking.writer import hit_record, hit_write
+
+OPEN_PREFIX, OPEN_SUFFIX = links.OPEN_PATH.split("{token}")
+CLICK_PREFIX = links.CLICK_PATH.split("{token}")[0]
+MAX_TOKEN = 4096
+# A transparent 1x1 GIF (43 bytes).
+PIXEL = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
+    b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+ALLOWED_METHODS = ("GET", "HEAD")
+_URL_FORBIDDEN = frozenset(chr(code) for code in range(33)) | {"\x7f", "\\"}
+# Django's own default when DEBUG is on and ALLOWED_HOSTS is empty.
+_DEBUG_HOSTS = (".localhost", "127.0.0.1", "[::1]")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+_PIXEL_ANSWER = Answer(
+    200,
+    (
+        ("Content-Type", "image/gif"),
+        ("Cache-Control", "no-store, no-cache, must-revalidate, private"),
+        ("Pragma", "no-cache"),
+        ("Expires", "0"),
+        ("Content-Length", str(len(PIXEL))),
+    ),
+    PIXEL,
+)
+_NOT_FOUND = Answer(404, (("Content-Type", "text/plain"), ("Content-Length", "9")), b"Not found")
+_BAD_REQUEST = Answer(
+    400, (("Content-Type", "text/plain"), ("Content-Length", "11")), b"Bad request"
+)
+_NOT_ALLOWED = Answer(
+    405,
+    (
+        ("Content-Type", "text/plain"),
+        ("Allow", ", ".join(ALLOWED_METHODS)),
+        ("Content-Length", "18"),
+    ),
+    b"Method not allowed",
+)
+
+_tracking_hosts: tuple[float, frozenset[str]] = (0.0, frozenset())
+
+
+def tracking_hosts() -> frozenset[str]:
+    """The tracking hosts of verified sending domains, read again every
+    TRACKING_HOSTS_CACHE_SECONDS."""
+    global _tracking_hosts
+    expires_at, hosts = _tracking_hosts
+    now = time.monotonic()
+    if now < expires_at:
+        return hosts
+    # A failing domain was verified: mail already sent links to its host (a broken DMARC
+    # record must not break them; a broken tracking CNAME stops its requests anyway).
+    rows = SendingDomain.objects.filter(
+        status__in=[SendingDomain.Status.VERIFIED, SendingDomain.Status.FAILING]
+    ).values_list("tracking_subdomain", "domain")
+    hosts = frozenset(f"{subdomain}.{domain}".lower() for subdomain, domain in rows)
+    _tracking_hosts = (now + settings.TRACKING_HOSTS_CACHE_SECONDS, hosts)
+    if not connection.in_atomic_block:
+        # Answered in front of Django, no request_finished closes this thread's
+        # connection: it would sit idle until the process ends.
+        connection.close()
+    return hosts
+
+
+def tracking_hosts_forget() -> None:
+    """Read the tracking hosts again on the next request that needs them."""
+    global _tracking_hosts
+    _tracking_hosts = (0.0, frozenset())
+
+
+def _host(environ: Mapping[str, str]) -> str:
+    """The requested host, as Django's HttpRequest.get_host finds it."""
+    if settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ:
+        return environ["HTTP_X_FORWARDED_HOST"]
+    if "HTTP_HOST" in environ:
+        return environ["HTTP_HOST"]
+    return environ.get("SERVER_NAME", "")
+
+
+def _is_host_allowed(environ: Mapping[str, str]) -> bool:
+    domain, _ = split_domain_port(_host(environ))
+    if not domain:
+        return False
+    allowed = settings.ALLOWED_HOSTS or (_DEBUG_HOSTS if settings.DEBUG else ())
+    return validate_host(domain, allowed) or domain in tracking_hosts()
+
+
+def _is_safe_target(url: str) -> bool:
+    """An absolute http(s) URL with a host: never a scheme-relative, script or data URL."""
+    if not url or any(char in _URL_FORBIDDEN for char in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def _hit(environ: Mapping[str, str], *, kind: str, delivery_id: int, url: str = "") -> Hit:
+    return Hit(
+        kind=kind,
+        delivery_id=delivery_id,
+        url=url,
+        occurred_at=timezone.now(),
+        ip=client_ip(environ, trusted_proxies=settings.TRUSTED_PROXIES),
+        user_agent=environ.get("HTTP_USER_AGENT", "")[:300],
+        method=environ.get("REQUEST_METHOD", "GET"),
+        event_key=uuid.uuid4(),
+    )
+
+
+def _open(environ: Mapping[str, str], token: str) -> Answer:
+    """The GIF, whatever the token; a genuine one is recorded first."""
+    delivery_id = links.open_read(token) if len(token) <= MAX_TOKEN else None
+    if delivery_id is not None:
+        hit_record(_hit(environ, kind=OPEN, delivery_id=delivery_id))
+    return _PIXEL_ANSWER
+
+
+def _click(environ: Mapping[str, str], token: str) -> Answer:
+    """A redirect to the signed target of a genuine token of an existing delivery; 404
+    otherwise."""
+    read = links.click_read(token) if len(token) <= MAX_TOKEN else None
+    if read is None or not _is_safe_target(read[1]):
+        return _NOT_FOUND
+    delivery_id, url = read
+    outcome = hit_write(_hit(environ, kind=CLICK, delivery_id=delivery_id, url=url))
+    if outcome.is_delivery_known is False:
+        # Its delivery was deleted (with its campaign or workspace): the link is dead.
+        # When the write failed, existence is unknown and the person still gets through.
+        return _NOT_FOUND
+    return Answer(
+        302,
+        (
+            ("Location", iri_to_uri(url)),
+            ("Cache-Control", "no-store, private"),
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", "0"),
+        ),
+        b"",
+    )
+
+
+def is_tracking_path(path: str) -> bool:
+    return path.startswith((OPEN_PREFIX, CLICK_PREFIX))
+
+
+def tracking_answer(environ: Mapping[str, str]) -> Answer:
+    """The answer to a request whose path is a tracking endpoint's (`is_tracking_path`)."""
+    path = environ.get("PATH_INFO", "")
+    if not _is_host_allowed(environ):
+        return _BAD_REQUEST
+    if environ.get("REQUEST_METHOD") not in ALLOWED_METHODS:
+        return _NOT_ALLOWED
+    if path.startswith(OPEN_PREFIX):
+        if not path.isascii() or not path.endswith(OPEN_SUFFIX):
+            return _PIXEL_ANSWER
+        return _open(environ, path[len(OPEN_PREFIX) : -len(OPEN_SUFFIX)])
+    if not path.isascii():
+        return _NOT_FOUND
+    return _click(environ, path[len(CLICK_PREFIX) :])
