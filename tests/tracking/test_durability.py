@@ -201,10 +201,12 @@ class Burst:
         with self.lock:
             return [r for r in self.answered if r.status == r.expected and r.answered_at > since]
 
-    def run(self, node: WebNode) -> threading.Thread:
-        """Fire every request from CLIENTS threads, in the background."""
+    def run(self, node: WebNode, *, pause: float = 0.0) -> threading.Thread:
+        """Fire every request from CLIENTS threads, in the background; each client waits
+        `pause` seconds before each of its requests (a burst that lasts)."""
 
         def one(request: Request) -> None:
+            time.sleep(pause)
             request.status = node.get(request.path)
             request.answered_at = time.monotonic()
             with self.lock:
@@ -343,7 +345,9 @@ def test_a_redis_restart_mid_burst_loses_no_answered_event(web_node, burst, tmp_
     redis = RedisServer(root=tmp_path, port=free_port()).start()
     try:
         node = web_node(redis_url=redis.url())
-        thread = burst.run(node)
+        # Paced to last a few seconds: answered as fast as they come, the requests could
+        # all be done before Redis is down.
+        thread = burst.run(node, pause=0.2)
         _wait_for_answers(burst, REQUESTS // 4)
         redis.stop()
         stopped_at = time.monotonic()
