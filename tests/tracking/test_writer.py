@@ -32,24 +32,6 @@ def campaign():
     return campaign_make(WorkspaceFactory())
 
 
-@pytest.fixture
-def failing_database():
-    """A real database error in every batch the writer commits."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION tracking_test_fail() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$"
-        )
-        cursor.execute(
-            "CREATE TRIGGER tracking_test_fail BEFORE INSERT ON tracking_pendinghit "
-            "FOR EACH ROW EXECUTE FUNCTION tracking_test_fail()"
-        )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER tracking_test_fail ON tracking_pendinghit")
-        cursor.execute("DROP FUNCTION tracking_test_fail()")
-
-
 def test_concurrent_hits_are_all_stored_in_fewer_batches(campaign):
     deliveries = [delivery_make(campaign) for _ in range(20)]
     hits = [hit(deliveries[n % 20]) for n in range(200)]

@@ -1,0 +1,22 @@
+"""Fixtures shared by the tracking tests."""
+
+import pytest
+from django.db import connection
+
+
+@pytest.fixture
+def failing_database():
+    """A real database error in every batch the writer commits."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION tracking_test_fail() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER tracking_test_fail BEFORE INSERT ON tracking_pendinghit "
+            "FOR EACH ROW EXECUTE FUNCTION tracking_test_fail()"
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER tracking_test_fail ON tracking_pendinghit")
+        cursor.execute("DROP FUNCTION tracking_test_fail()")
