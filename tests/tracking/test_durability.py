@@ -318,7 +318,9 @@ def _wait_for_answers(burst: Burst, count: int, *, since: float = 0.0) -> None:
 
 def test_a_worker_killed_with_hits_in_its_batch_loses_no_answered_event(web_node, burst):
     node = web_node(redis_url=redis_test_url())
-    thread = burst.run(node)
+    # Paced to last a few seconds: both workers must still be getting requests when the
+    # buffer is locked, or one writer has nothing to block on.
+    thread = burst.run(node, pause=0.2)
     _wait_for_answers(burst, REQUESTS // 4)
     with _table_locked("tracking_pendinghit"):
         # Each worker's writer has a batch in the database, blocked before its commit.
