@@ -15,12 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.locks import advisory_lock_try
 from campaigns.models import Campaign, Variant
 from tracking.models import CampaignRollup, WorkspaceDay
 
@@ -58,7 +57,7 @@ CHANGE_LAG = dt.timedelta(minutes=2)
 ROLLUP_MAX_AGE = dt.timedelta(minutes=15)
 # How long after its send a campaign's roll-up is kept fresh.
 FOLLOW_DAYS = 30
-_REFRESH_LOCK = 0x7472_6F6C  # pg advisory lock key: one refresh at a time
+REFRESH_LOCK = "tracking.rollups"  # advisory lock: one refresh at a time
 
 
 _BOUNCED = "(d.state = 'bounced' OR d.bounced_at IS NOT NULL)"
@@ -325,7 +324,7 @@ def rollups_stale(*, now: dt.datetime) -> list[tuple[int, int]]:
 def rollups_refresh(*, now: dt.datetime) -> dict[str, int]:
     """The roll-up task's body: recompute the due campaigns, then today's and yesterday's
     days of their workspaces. Runs one at a time (a run still going makes the next skip)."""
-    with _refresh_lock() as acquired:
+    with advisory_lock_try(REFRESH_LOCK) as acquired:
         if not acquired:
             return {"campaigns": 0, "workspaces": 0, "skipped": 1}
         started = time.monotonic()
@@ -340,19 +339,6 @@ def rollups_refresh(*, now: dt.datetime) -> dict[str, int]:
         for workspace_id in workspaces:
             workspace_days_compute(workspace_id=workspace_id, days=2, now=clock())
     return {"campaigns": len(due), "workspaces": len(workspaces), "skipped": 0}
-
-
-@contextmanager
-def _refresh_lock() -> Iterator[bool]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_REFRESH_LOCK])
-        (acquired,) = cursor.fetchone()
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [_REFRESH_LOCK])
 
 
 # --- Counters from events -------------------------------------------------------------------

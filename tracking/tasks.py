@@ -17,12 +17,17 @@ def tracking_partitions_task() -> dict[str, list[str]]:
 @shared_task(acks_late=True)
 def pending_hits_drain_task() -> dict[str, int]:
     """Every few seconds: the opens and clicks the endpoints buffered become events and
-    counters (tracking/ingest.py), until the buffer is empty or 50 s have passed (the
-    next run goes on). Runs overlapping take different hits."""
+    counters (tracking/ingest.py), until the buffer is empty or 20 s have passed (the
+    next run goes on). One run at a time: the runs queued behind a long one end at once
+    instead of taking every worker slot of the queue."""
+    from accounts.locks import advisory_lock_try
     from tracking.ingest import pending_hits_drain_all
 
-    taken, stored = pending_hits_drain_all(seconds=50)
-    return {"hits": taken, "events": stored}
+    with advisory_lock_try("tracking.pending_hits") as acquired:
+        if not acquired:
+            return {"hits": 0, "events": 0, "skipped": 1}
+        taken, stored = pending_hits_drain_all(seconds=20)
+    return {"hits": taken, "events": stored, "skipped": 0}
 
 
 @shared_task(acks_late=True)

@@ -8,7 +8,6 @@ continues after the last committed batch, and never holds the file in memory.
 
 import io
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.core.files.storage import default_storage
@@ -16,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.audit import audit_record
+from accounts.locks import advisory_lock_try
 from contacts import csvfiles
 from contacts.addresses import InvalidAddress, normalize_email
 from contacts.attributes import InvalidValue, parse_attribute
@@ -99,7 +99,7 @@ def contact_import_run(*, import_id: int) -> ContactImport:
     A session-level advisory lock keeps a redelivered task from running the same import
     twice at once.
     """
-    with _import_lock(import_id) as acquired:
+    with advisory_lock_try("contacts.import", import_id) as acquired:
         if not acquired:
             return ContactImport.objects.get(pk=import_id)
         with transaction.atomic():
@@ -147,20 +147,6 @@ ANALYZE_AFTER_ROWS = 1000
 def _statistics_refresh() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE contacts_contact, contacts_subscription")
-
-
-@contextmanager
-def _import_lock(import_id: int):
-    key = ("contacts.import", import_id)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s), %s)", [key[0], key[1]])
-        acquired = cursor.fetchone()[0]
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s), %s)", [key[0], key[1]])
 
 
 def _run(contact_import: ContactImport) -> None:

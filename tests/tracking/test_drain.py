@@ -7,7 +7,7 @@ import threading
 import uuid
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from tests.factories import WorkspaceFactory
 from tests.tracking.test_ingest import campaign_make, delivery_make, hit
@@ -99,8 +99,23 @@ def test_the_task_empties_the_buffer(campaign, settings):
     settings.TRACKING_DRAIN_BATCH = 2
     deliveries = [delivery_make(campaign) for _ in range(5)]
     hits_buffer([hit(delivery, key=uuid.uuid4()) for delivery in deliveries])
-    assert pending_hits_drain_task() == {"hits": 5, "events": 5}
+    assert pending_hits_drain_task() == {"hits": 5, "events": 5, "skipped": 0}
     assert not PendingHit.objects.exists()
+
+
+def test_a_drain_task_finds_another_running_and_ends_at_once(campaign):
+    hits_buffer([hit(delivery_make(campaign))])
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(hashtext('tracking.pending_hits'), 0)")
+        assert pending_hits_drain_task() == {"hits": 0, "events": 0, "skipped": 1}
+        assert PendingHit.objects.count() == 1
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtext('tracking.pending_hits'), 0)")
+    finally:
+        other.close()
+    assert pending_hits_drain_task() == {"hits": 1, "events": 1, "skipped": 0}
 
 
 def test_a_hit_with_a_malformed_address_is_buffered_without_it(campaign):

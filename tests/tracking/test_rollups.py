@@ -24,6 +24,7 @@ from tracking.models import (
     WorkspaceDay,
 )
 from tracking.rollups import (
+    REFRESH_LOCK,
     activity_counters_rebuild,
     campaign_rollup_compute,
     rollups_refresh,
@@ -367,12 +368,12 @@ def test_a_refresh_already_running_makes_the_next_one_skip(seeded):
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [0x7472_6F6C])
+            cursor.execute("SELECT pg_advisory_lock(hashtext(%s), 0)", [REFRESH_LOCK])
         assert rollups_refresh(now=timezone.now())["skipped"] == 1
         assert not CampaignRollup.objects.exists()
         with other.cursor() as cursor:
             # Released now: a closed session's locks go only once its backend has ended.
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [0x7472_6F6C])
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s), 0)", [REFRESH_LOCK])
     finally:
         other.close()
     assert rollups_refresh(now=timezone.now())["campaigns"] == 1
