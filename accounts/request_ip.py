@@ -3,6 +3,7 @@
 import ipaddress
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
+from functools import lru_cache
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -10,7 +11,11 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 current_client_ip: ContextVar[str | None] = ContextVar("current_client_ip", default=None)
 
 
-def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+@lru_cache(maxsize=4096)
+def address_parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address written in `value`, or None. Cached: parsing costs more than the rest of
+    a tracking pixel's answer, and the same addresses come back (proxies, image caches,
+    offices behind one NAT)."""
     try:
         return ipaddress.ip_address(value.strip())
     except ValueError:
@@ -28,7 +33,7 @@ def client_ip(meta: Mapping[str, str], *, trusted_proxies: Iterable[IpNetwork]) 
     trust are believed, so the first untrusted hop from the right is the client.
     """
     trusted = list(trusted_proxies)
-    remote = _parse(meta.get("REMOTE_ADDR", ""))
+    remote = address_parse(meta.get("REMOTE_ADDR", ""))
     if remote is None:
         return None
     if not _is_trusted(remote, trusted):
@@ -36,7 +41,7 @@ def client_ip(meta: Mapping[str, str], *, trusted_proxies: Iterable[IpNetwork]) 
     hops = [hop for hop in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
     nearest = remote
     for hop in reversed(hops):
-        address = _parse(hop)
+        address = address_parse(hop)
         if address is None:
             return str(nearest)
         if not _is_trusted(address, trusted):

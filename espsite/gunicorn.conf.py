@@ -36,14 +36,13 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000").split(",")
 # client leaves its core to another. WEB_CONCURRENCY is the name platforms set.
 workers = _int("GUNICORN_WORKERS", _int("WEB_CONCURRENCY", 2 * _cores() + 1))
 
-# Threads, not just processes: the open pixel and click redirects wait for their hit to be
-# committed by the process's group-commit writer (tracking/writer.py), which batches the
-# hits that queue while it lingers and writes. With one request per process at a time
-# every batch would hold one hit; with N threads a process commits up to N hits per
-# statement (bench/tracking.py: 16 answered about a quarter more than 8; 32, no more).
-# Each thread that serves pages keeps a connection (DATABASE_CONN_MAX_AGE), plus one for
-# the writer: size PostgreSQL's max_connections (or a pooler such as PgBouncer) for
-# workers * (threads + 1) per node.
+# Threads, not just processes: requests that wait on PostgreSQL (pages) leave the process
+# to others. The open pixel and click redirects wait on nothing: each request thread
+# appends its hit to its own spool file (tracking/spool.py) and answers; one flusher
+# thread per process inserts them in batches (bench/tracking.py: 16 threads answered
+# about a quarter more than 8; 32, no more). Each thread that serves pages keeps a
+# connection (DATABASE_CONN_MAX_AGE), plus one for the flusher: size PostgreSQL's
+# max_connections (or a pooler such as PgBouncer) for workers * (threads + 1) per node.
 worker_class = "gthread"
 threads = _int("GUNICORN_THREADS", 16)
 
@@ -56,9 +55,9 @@ worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000)
 # wedged process, not a slow request.
 timeout = _int("GUNICORN_TIMEOUT", 30)
 
-# On SIGTERM / SIGHUP, requests in progress get this long to finish. Longer than
-# TRACKING_WRITE_TIMEOUT_SECONDS (5 s), so a hit waiting for its batch is answered, and the
-# writer flushes what is queued when the process exits.
+# On SIGTERM / SIGHUP, requests in progress get this long to finish; then each process's
+# spool flusher buffers what is left (a spool it cannot flush stays on disk and is adopted
+# by the next process on the node).
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 
 # Idle keep-alive connections are closed after this many seconds. Behind a load balancer
@@ -76,7 +75,7 @@ max_requests = _int("GUNICORN_MAX_REQUESTS", 200_000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 20_000)
 
 # Not preloaded: each process imports the app itself, so nothing opened during import
-# (database connections, the writer's thread and lock) is shared across fork, and
+# (database connections, the spool's thread and lock) is shared across fork, and
 # `kill -HUP` loads new code.
 preload_app = False
 

@@ -377,17 +377,19 @@ INBOUND_RETENTION_DAYS = env_int("INBOUND_RETENTION_DAYS", 30)
 # ahead and dropped once older than the retention (reports keep their counters).
 TRACKING_PARTITIONS_AHEAD = env_int("TRACKING_PARTITIONS_AHEAD", 2)
 TRACKING_EVENT_RETENTION_DAYS = env_int("TRACKING_EVENT_RETENTION_DAYS", 400)
-# The open and click endpoints: a hit waits at most this long for the batch that writes
-# it (then the answer goes out anyway); the verified tracking hosts of sending domains are
-# re-read this often. Opens and clicks sooner than these after sending are machines'.
-TRACKING_WRITE_TIMEOUT_SECONDS = env_float("TRACKING_WRITE_TIMEOUT_SECONDS", 5.0)
+# The open and click endpoints answer once their hit is in the node's spool (a local,
+# persistent directory shared by the node's web processes: tracking/spool.py), which each
+# process's flusher buffers in PostgreSQL this often; spools of processes that died are
+# adopted this often; a thread's spool file is replaced once this large. The verified
+# tracking hosts of sending domains are re-read every TRACKING_HOSTS_CACHE_SECONDS.
+TRACKING_SPOOL_DIR = Path(env_str("TRACKING_SPOOL_DIR") or VAR_DIR / "tracking-spool")
+TRACKING_SPOOL_FLUSH_SECONDS = env_float("TRACKING_SPOOL_FLUSH_SECONDS", 0.05)
+TRACKING_SPOOL_ADOPT_SECONDS = env_float("TRACKING_SPOOL_ADOPT_SECONDS", 5.0)
+TRACKING_SPOOL_SEGMENT_BYTES = env_int("TRACKING_SPOOL_SEGMENT_BYTES", 8 * 1024 * 1024)
 TRACKING_HOSTS_CACHE_SECONDS = env_float("TRACKING_HOSTS_CACHE_SECONDS", 30.0)
-# The writer of each web process waits this long after a hit arrives, unless this many are
-# queued sooner, so that a batch (one INSERT and one commit) carries several hits.
-TRACKING_WRITE_LINGER_SECONDS = env_float("TRACKING_WRITE_LINGER_SECONDS", 0.004)
-TRACKING_WRITE_LINGER_HITS = env_int("TRACKING_WRITE_LINGER_HITS", 12)
 # Buffered hits stored as events per transaction by the drain (tracking/ingest.py).
 TRACKING_DRAIN_BATCH = env_int("TRACKING_DRAIN_BATCH", 5000)
+# Opens and clicks sooner than these after sending are machines'.
 TRACKING_MACHINE_OPEN_SECONDS = env_float("TRACKING_MACHINE_OPEN_SECONDS", 2.0)
 TRACKING_MACHINE_CLICK_SECONDS = env_float("TRACKING_MACHINE_CLICK_SECONDS", 10.0)
 # An address that soft-bounces this many times within this many days is suppressed.

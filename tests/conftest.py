@@ -276,13 +276,17 @@ def celery_worker_process(settings, tmp_path):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _tracking_writer_stopped(django_db_setup):
-    """A tracking writer thread started by any test holds a database connection: stop it
-    before the test database is dropped."""
-    yield
-    from tracking.writer import writer_stop
+def _tracking_spool(django_db_setup, tmp_path_factory):
+    """A tracking spool of this test process's own (a spool found in a shared directory is
+    adopted into whichever database its finder uses); its flusher thread holds a database
+    connection: stopped before the test database is dropped."""
+    from django.conf import settings
 
-    writer_stop(timeout=30)
+    settings.TRACKING_SPOOL_DIR = tmp_path_factory.mktemp("tracking-spool")
+    yield
+    from tracking.spool import spool_stop
+
+    spool_stop(timeout=30)
 
 
 def _is_transactional(request) -> bool:
@@ -295,8 +299,7 @@ def _is_transactional(request) -> bool:
 @pytest.fixture(autouse=True)
 def _tracking_events_emptied(request, django_db_blocker):
     """Transactional tests are emptied by a flush of the managed tables: the event table
-    (unmanaged: partitioned by its migration's SQL) is emptied here, as is whatever the
-    tracking writer's own connection committed."""
+    (unmanaged: partitioned by its migration's SQL) is emptied here."""
     yield
     if _is_transactional(request):
         from django.db import connection

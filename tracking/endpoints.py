@@ -1,12 +1,14 @@
 """The open pixel and click redirects: what each request is answered, from its WSGI environ.
 
 These are the busiest URLs of the platform and the least interesting: no session, CSRF,
-authentication, messages or templates, and no database query of their own. The token is
-checked first (an HMAC, sending/links.py): a forged or mangled one costs no query and is
-told nothing (the pixel is always the GIF; a link answers 404). A genuine one is handed to
-the writer (tracking/writer.py), which buffers it with the next batch; the campaign's
-tracking switches and the delivery's state are applied by the drain that stores it
-(tracking/ingest.py).
+authentication, messages or templates, and no database query. The token is checked first
+(an HMAC, sending/links.py): a forged or mangled one is told nothing (the pixel is always
+the GIF; a link answers 404). A genuine one's hit goes to the node's spool
+(tracking/spool.py) before the answer, and from there to the database; the delivery's
+existence and state and the campaign's tracking switches are applied by the drain that
+stores it (tracking/ingest.py). So a link whose delivery was deleted (with its campaign)
+still takes the reader to the target its token signs, and nothing is kept of the click:
+mail already delivered keeps working links, and no unsigned target is ever followed.
 
 `tracking_answer` works on the environ alone, so that it can run both in front of Django
 (tracking/middleware.py: the WSGI entry point answers these paths before Django builds a
@@ -36,7 +38,7 @@ from accounts.request_ip import client_ip
 from sending import links
 from sending.models import SendingDomain
 from tracking.ingest import CLICK, OPEN, Hit
-from tracking.writer import hit_record, hit_write
+from tracking.spool import hit_spool
 
 OPEN_PREFIX, OPEN_SUFFIX = links.OPEN_PATH.split("{token}")
 CLICK_PREFIX = links.CLICK_PATH.split("{token}")[0]
@@ -160,22 +162,17 @@ def _open(environ: Mapping[str, str], token: str) -> Answer:
     """The GIF, whatever the token; a genuine one is recorded first."""
     delivery_id = links.open_read(token) if len(token) <= MAX_TOKEN else None
     if delivery_id is not None:
-        hit_record(_hit(environ, kind=OPEN, delivery_id=delivery_id))
+        hit_spool(_hit(environ, kind=OPEN, delivery_id=delivery_id))
     return _PIXEL_ANSWER
 
 
 def _click(environ: Mapping[str, str], token: str) -> Answer:
-    """A redirect to the signed target of a genuine token of an existing delivery; 404
-    otherwise."""
+    """A redirect to the signed target of a genuine token; 404 otherwise."""
     read = links.click_read(token) if len(token) <= MAX_TOKEN else None
     if read is None or not _is_safe_target(read[1]):
         return _NOT_FOUND
     delivery_id, url = read
-    outcome = hit_write(_hit(environ, kind=CLICK, delivery_id=delivery_id, url=url))
-    if outcome.is_delivery_known is False:
-        # Its delivery was deleted (with its campaign or workspace): the link is dead.
-        # When the write failed, existence is unknown and the person still gets through.
-        return _NOT_FOUND
+    hit_spool(_hit(environ, kind=CLICK, delivery_id=delivery_id, url=url))
     return Answer(
         302,
         (

@@ -1,13 +1,13 @@
 """Storing opens and clicks: a durable buffer first, then events and their counters.
 
-The endpoints hand hits to the writer (tracking/writer.py), which passes whatever queued
-meanwhile to `hits_buffer` at once: one INSERT of the hits of existing deliveries into
-PendingHit, and the request is answered once it is committed. `pending_hits_drain` (a
-task, every few seconds) takes the buffered hits in large batches and gives them to
-`hits_store` in the transaction that deletes them: a hit is stored exactly once, or
-stays buffered. So the endpoints' cost per hit is one small insert, and the events, the
-counters and the contacts are written by one process in batches of thousands, without
-writers racing on the same counter rows.
+The endpoints spool their hits (tracking/spool.py), whose flushers pass what was spooled
+to `rows_buffer` every few hundredths of a second: one INSERT of the hits of existing
+deliveries into PendingHit. `pending_hits_drain` (a task, every few seconds) takes the
+buffered hits in large batches and gives them to `hits_store` in the transaction that
+deletes them: a hit is stored exactly once, or stays buffered. So the endpoints' cost
+per hit is a line appended to a file, and the events, the counters and the contacts are
+written by one process in batches of thousands, without writers racing on the same
+counter rows.
 
 `hits_store` costs two statements whatever the batch's size: one read (the deliveries,
 with the recent clicks of those clicked), and one write that inserts the events and adds
@@ -28,7 +28,6 @@ in several processes lock rows in the same order and cannot deadlock one another
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import time
 import uuid
@@ -41,6 +40,7 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 
+from accounts.request_ip import address_parse
 from tracking.machine import machine_rule
 
 OPEN, CLICK = "open", "click"
@@ -83,27 +83,33 @@ def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
+def hit_row(hit: Hit) -> dict:
+    """The hit as a row of the buffer, for JSON (what the spool keeps, line by line)."""
+    return {
+        "kind": hit.kind,
+        "delivery_id": hit.delivery_id,
+        "url": hit.url,
+        "occurred_at": hit.occurred_at.isoformat(),
+        "ip": _ip_clean(hit.ip),  # one bad address must not fail the batch
+        "user_agent": (hit.user_agent or "")[:_USER_AGENT_MAX],
+        "method": (hit.method or "GET").upper()[:_METHOD_MAX],
+        "event_key": str(hit.event_key),
+    }
+
+
 def hits_buffer(hits: Sequence[Hit]) -> frozenset[int]:
     """Buffer the hits of existing deliveries (committed when this returns, outside a
-    transaction); the ids of those deliveries (a click on a link of a deleted delivery is
-    not followed)."""
+    transaction); the ids of those deliveries."""
     if not hits:
         return frozenset()
-    rows = [
-        {
-            "kind": hit.kind,
-            "delivery_id": hit.delivery_id,
-            "url": hit.url,
-            "occurred_at": hit.occurred_at.isoformat(),
-            "ip": _ip_clean(hit.ip),  # one bad address must not fail the batch
-            "user_agent": (hit.user_agent or "")[:_USER_AGENT_MAX],
-            "method": (hit.method or "GET").upper()[:_METHOD_MAX],
-            "event_key": str(hit.event_key),
-        }
-        for hit in hits
-    ]
+    return rows_buffer(json.dumps([hit_row(hit) for hit in hits]))
+
+
+def rows_buffer(rows: str) -> frozenset[int]:
+    """`hits_buffer` for rows already in JSON (an array of `hit_row`s): the spool's
+    flusher hands over what the endpoints wrote without reading it in Python."""
     with _cursor() as cursor:
-        cursor.execute(_BUFFER, [json.dumps(rows)])
+        cursor.execute(_BUFFER, [rows])
         return frozenset(delivery_id for (delivery_id,) in cursor.fetchall())
 
 
@@ -165,13 +171,13 @@ def hits_store(hits: Sequence[Hit]) -> int:
 
 # Django turns psycopg's statement preparing off (prepare_threshold None, for poolers);
 # Django's own cursors never prepare whatever the threshold, so raising it from None to
-# "never by count" lets the writer's cursor prepare its statements and nothing else.
+# "never by count" lets the cursors below prepare their statements and nothing else.
 _PREPARE_ONLY_WHEN_ASKED = 2**31
 
 
 class _PreparingCursor(psycopg.Cursor):
     """Binds parameters on the server (Django's cursors bind them in Python), prepares
-    each statement on its connection's first use of it (the writer's INSERT is planned
+    each statement on its connection's first use of it (the flushers' INSERT is planned
     once per connection, not once per batch) and reads results in binary (no parsing of
     timestamps in Python). Behind PgBouncer in transaction mode, 1.21 or later
     with max_prepared_statements set is needed."""
@@ -181,7 +187,7 @@ class _PreparingCursor(psycopg.Cursor):
 
 
 def _cursor():
-    """A preparing cursor, wrapped by Django: its error classes are those the writer's
+    """A preparing cursor, wrapped by Django: its error classes are those the flusher's
     retries know."""
     connection.ensure_connection()
     raw = connection.connection
@@ -289,12 +295,8 @@ def _event_rows(
 
 
 def _ip_clean(ip: str | None) -> str | None:
-    if not ip:
-        return None
-    try:
-        return str(ipaddress.ip_address(ip))
-    except ValueError:
-        return None
+    address = address_parse(ip) if ip else None
+    return None if address is None else str(address)
 
 
 # The write of a batch. `event`: the hits whose event_key was new (a batch written again

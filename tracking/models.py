@@ -62,9 +62,9 @@ class Event(WorkspaceOwned):
 
 
 class PendingHit(models.Model):
-    """An open or click the endpoints answered, not yet an event: the durable buffer
-    between them and the drain (tracking/ingest.py). A request is answered once its hit
-    is committed here, a cheap insert; the drain turns hits into events and counters in
+    """An open or click the endpoints answered, not yet an event: the buffer between the
+    web nodes' spools (tracking/spool.py), whose flushers insert hits here in batches,
+    and the drain (tracking/ingest.py), which turns them into events and counters in
     large batches, seconds later, and deletes them in the same transaction. Not a
     workspace's data until then: the delivery is looked up by the drain (a hit of a
     deleted delivery is dropped there)."""

@@ -49,8 +49,9 @@ TOTAL_KEYS = ("opens", "human_opens", "clicks", "human_clicks")
 COUNT_KEYS = (*DELIVERY_KEYS, "unsubscribed", *TOTAL_KEYS, *UNIQUE_KEYS)
 DAY_KEYS = ("sent", "delivered", "bounced", "complained", *TOTAL_KEYS, *UNIQUE_KEYS)
 
-# An event's occurred_at precedes its commit by up to the writer's timeout (seconds), and a
-# roll-up's computed_at is taken before it reads: changes are looked for this far back.
+# An event's occurred_at precedes its commit by the spool's flush and the drain's turn
+# (seconds; more for a dead process's spool adopted late, which ROLLUP_MAX_AGE catches),
+# and a roll-up's computed_at is taken before it reads: changes are looked for this far back.
 CHANGE_LAG = dt.timedelta(minutes=2)
 # Bounce reports may carry a time before they arrived: a finished campaign is recomputed at
 # least this often anyway while it is followed.

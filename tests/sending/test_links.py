@@ -1,6 +1,9 @@
 """Tracked links: the token format, forgery, key rotation, rewriting."""
 
+import base64
+
 import pytest
+from django.utils.crypto import salted_hmac
 
 from sending import links
 
@@ -35,6 +38,18 @@ def test_a_click_token_is_not_an_open_token_and_back():
     opened = links.open_token(delivery_id=42)
     assert links.open_read(opened) == 42
     assert links.click_read(opened + ".aGk") is None
+
+
+def test_tokens_are_signed_as_djangos_salted_hmac_so_links_in_sent_mail_keep_working():
+    """The MAC is computed without salted_hmac (its key is derived once), and must stay
+    the same bytes: mail already delivered carries tokens signed the older way."""
+    url = "https://shop.example/p?id=7"
+    value, _, mac = links.click_token(delivery_id=77, url=url).rpartition(".")
+    expected = salted_hmac("sending.links.click", value, algorithm="sha256").digest()[:16]
+    assert base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4)) == expected
+    value, _, mac = links.open_token(delivery_id=77).partition(".")
+    expected = salted_hmac("sending.links.open", value, algorithm="sha256").digest()[:16]
+    assert base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4)) == expected
 
 
 def test_tokens_survive_key_rotation_with_fallbacks(settings):
