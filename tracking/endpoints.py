@@ -22,6 +22,8 @@ refused with 400.
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import connection
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
@@ -87,6 +90,10 @@ _NOT_ALLOWED = Answer(
 )
 
 _tracking_hosts: tuple[float, frozenset[str]] = (0.0, frozenset())
+# Host header -> admitted, while the tracking hosts are cached: a request's host is
+# judged once, not once per request (split, ALLOWED_HOSTS patterns, tracking hosts).
+_host_verdicts: dict[str, bool] = {}
+_HOST_VERDICTS_MAX = 1024
 
 
 def tracking_hosts() -> frozenset[str]:
@@ -103,6 +110,7 @@ def tracking_hosts() -> frozenset[str]:
         status__in=[SendingDomain.Status.VERIFIED, SendingDomain.Status.FAILING]
     ).values_list("tracking_subdomain", "domain")
     hosts = frozenset(f"{subdomain}.{domain}".lower() for subdomain, domain in rows)
+    _host_verdicts.clear()
     _tracking_hosts = (now + settings.TRACKING_HOSTS_CACHE_SECONDS, hosts)
     if not connection.in_atomic_block:
         # Answered in front of Django, no request_finished closes this thread's
@@ -111,10 +119,15 @@ def tracking_hosts() -> frozenset[str]:
     return hosts
 
 
-def tracking_hosts_forget() -> None:
-    """Read the tracking hosts again on the next request that needs them."""
+def tracking_hosts_forget(**_signal) -> None:
+    """Read the tracking hosts again, and judge hosts again, on the next request."""
     global _tracking_hosts
     _tracking_hosts = (0.0, frozenset())
+    _host_verdicts.clear()
+
+
+# Tests change ALLOWED_HOSTS, DEBUG and the like: forget the verdicts made under the old.
+setting_changed.connect(tracking_hosts_forget)
 
 
 def _host(environ: Mapping[str, str]) -> str:
@@ -127,11 +140,17 @@ def _host(environ: Mapping[str, str]) -> str:
 
 
 def _is_host_allowed(environ: Mapping[str, str]) -> bool:
-    domain, _ = split_domain_port(_host(environ))
-    if not domain:
-        return False
-    allowed = settings.ALLOWED_HOSTS or (_DEBUG_HOSTS if settings.DEBUG else ())
-    return validate_host(domain, allowed) or domain in tracking_hosts()
+    host = _host(environ)
+    verdict = _host_verdicts.get(host) if time.monotonic() < _tracking_hosts[0] else None
+    if verdict is None:
+        domain, _ = split_domain_port(host)
+        allowed = settings.ALLOWED_HOSTS or (_DEBUG_HOSTS if settings.DEBUG else ())
+        verdict = bool(domain) and (validate_host(domain, allowed) or domain in tracking_hosts())
+        if time.monotonic() < _tracking_hosts[0]:  # remembered while the hosts are
+            if len(_host_verdicts) >= _HOST_VERDICTS_MAX:
+                _host_verdicts.clear()  # made-up hosts cannot grow it without bound
+            _host_verdicts[host] = verdict
+    return verdict
 
 
 def _is_safe_target(url: str) -> bool:
@@ -145,6 +164,34 @@ def _is_safe_target(url: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
+class _EventKeys:
+    """Event keys of this process: a random prefix drawn once, then a counter. uuid4()
+    reads the system's random source for each key, a system call that lets other
+    threads take the interpreter at every request; these keys need to be unique, not
+    unguessable (a hit written twice is stored once by its key)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.prefix = int.from_bytes(os.urandom(8)) << 64
+        self.counter = itertools.count(int.from_bytes(os.urandom(4)))
+
+    def next(self) -> uuid.UUID:
+        return uuid.UUID(int=self.prefix | (next(self.counter) & _COUNTER_MASK), version=4)
+
+
+_COUNTER_MASK = (1 << 64) - 1
+_event_keys = _EventKeys()
+
+
+def event_key_new() -> uuid.UUID:
+    """A key no other hit has (a forked process draws a prefix of its own)."""
+    global _event_keys
+    keys = _event_keys
+    if keys.pid != os.getpid():
+        keys = _event_keys = _EventKeys()
+    return keys.next()
+
+
 def _hit(environ: Mapping[str, str], *, kind: str, delivery_id: int, url: str = "") -> Hit:
     return Hit(
         kind=kind,
@@ -154,7 +201,7 @@ def _hit(environ: Mapping[str, str], *, kind: str, delivery_id: int, url: str = 
         ip=client_ip(environ, trusted_proxies=settings.TRUSTED_PROXIES),
         user_agent=environ.get("HTTP_USER_AGENT", "")[:300],
         method=environ.get("REQUEST_METHOD", "GET"),
-        event_key=uuid.uuid4(),
+        event_key=event_key_new(),
     )
 
 

@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import psycopg
 from django.conf import settings
@@ -95,6 +96,23 @@ def hit_row(hit: Hit) -> dict:
         "method": (hit.method or "GET").upper()[:_METHOD_MAX],
         "event_key": str(hit.event_key),
     }
+
+
+_json_string = json.encoder.encode_basestring  # escapes quotes and controls, keeps the rest
+
+
+def hit_row_json(hit: Hit) -> str:
+    """`hit_row(hit)` in JSON, written out directly: the spool writes one per request,
+    and json.dumps of the dict cost twice as much."""
+    ip = _ip_clean(hit.ip)
+    return (
+        f'{{"kind":{_json_string(hit.kind)},"delivery_id":{int(hit.delivery_id)},'
+        f'"url":{_json_string(hit.url)},"occurred_at":"{hit.occurred_at.isoformat()}",'
+        f'"ip":{"null" if ip is None else _json_string(ip)},'
+        f'"user_agent":{_json_string((hit.user_agent or "")[:_USER_AGENT_MAX])},'
+        f'"method":{_json_string((hit.method or "GET").upper()[:_METHOD_MAX])},'
+        f'"event_key":"{hit.event_key}"}}'
+    )
 
 
 def hits_buffer(hits: Sequence[Hit]) -> frozenset[int]:
@@ -294,7 +312,10 @@ def _event_rows(
     return rows
 
 
+@lru_cache(maxsize=4096)
 def _ip_clean(ip: str | None) -> str | None:
+    """The address as PostgreSQL's inet reads it, or None (one bad address must not fail
+    a batch); cached like `address_parse`."""
     address = address_parse(ip) if ip else None
     return None if address is None else str(address)
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DataError, close_old_connections, connection
 
-from tracking.ingest import Hit, hit_row, hits_buffer, rows_buffer
+from tracking.ingest import Hit, hit_row_json, hits_buffer, rows_buffer
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ CONNECTION_CHECK_SECONDS = 5.0
 
 def hit_line(hit: Hit) -> bytes:
     """The hit as the buffer's row (`hit_row`), in JSON, on a line of its own."""
-    return json.dumps(hit_row(hit), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return (hit_row_json(hit) + "\n").encode()
 
 
 def _hit_read(line: bytes, path: Path) -> Hit | None:

@@ -5,7 +5,10 @@ methods, oversized or non-ASCII paths, unknown hosts), without queries for what 
 The tests commit their rows (transaction=True): the spool's flusher buffers hits from its
 own thread and connection, as it does in production."""
 
+import os
+import threading
 import time
+import uuid
 from wsgiref.util import setup_testing_defaults
 
 import pytest
@@ -16,7 +19,7 @@ from sending import links
 from sending.models import SendingDomain
 from tests.factories import WorkspaceFactory
 from tests.tracking.test_ingest import campaign_make, delivery_make
-from tracking.endpoints import PIXEL, tracking_hosts_forget
+from tracking.endpoints import PIXEL, event_key_new, tracking_hosts_forget
 from tracking.ingest import pending_hits_drain_all
 from tracking.models import DeliveryActivity, Event, LinkActivity, PendingHit
 from tracking.spool import spool_flush
@@ -324,6 +327,34 @@ def test_a_database_failure_still_answers_and_the_hits_wait_in_the_spool_until_i
     assert not PendingHit.objects.exists()
     failing_database()  # healed
     assert [kind for _, kind, *_ in recorded()] == ["open", "click"]
+
+
+def test_event_keys_are_unique_across_threads_and_processes():
+    keys: list = []
+
+    def draw() -> None:
+        keys.extend(event_key_new() for _ in range(2000))
+
+    threads = [threading.Thread(target=draw) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a forked process draws from a prefix of its own
+        try:
+            os.write(write, "\n".join(str(event_key_new()) for _ in range(100)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        from_child = {uuid.UUID(line) for line in pipe.read().split()}
+    assert len(set(keys)) == len(keys) == 16000
+    assert len(from_child) == 100
+    assert not from_child & set(keys)
+    assert {key.version for key in keys} == {4}
 
 
 def test_other_paths_go_through_the_stack(client):

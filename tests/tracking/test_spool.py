@@ -2,6 +2,7 @@
 once; a failing database keeps hits spooled; full segments are replaced; what a dead
 process left is adopted, once, whoever adopts it; damaged lines cost only themselves."""
 
+import json
 import logging
 import os
 import signal
@@ -9,14 +10,17 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from django.db import DatabaseError, connection
+from django.utils import timezone
 
 from tests.factories import WorkspaceFactory
 from tests.tracking.test_durability import _database_url
 from tests.tracking.test_ingest import campaign_make, delivery_make, hit
+from tracking.ingest import Hit, hit_row
 from tracking.models import PendingHit
 from tracking.spool import (
     HITS_SUFFIX,
@@ -62,6 +66,23 @@ def dead_spool_make(directory: Path, name: str, segments: list[bytes]) -> None:
     (directory / f"{name}{LOCK_SUFFIX}").touch()
     for number, data in enumerate(segments):
         (directory / f"{name}-{number}{HITS_SUFFIX}").write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("agent", "url", "ip", "method"),
+    [
+        ('Zoë\'s "browser" \\ 1.0\n\t\x00\u2028', "", "198.51.100.7", "GET"),
+        ("x" * 500, 'https://shop.example/"q"?a=ü&b=\\', "2001:DB8::1", "head"),
+        ("", "https://shop.example/", "999.1.2.3", "PROPFIND-LONG"),
+        ("Mozilla/5.0", "https://shop.example/", None, ""),
+    ],
+)
+def test_a_spool_line_is_the_buffers_row_in_json(agent, url, ip, method):
+    one = Hit("click", 7, url, timezone.now(), ip, agent, method, uuid.uuid4())
+    line = hit_line(one)
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+    assert json.loads(line) == hit_row(one)
 
 
 def test_hits_from_many_threads_are_all_buffered_once_in_few_inserts(deliveries):
