@@ -8,7 +8,8 @@ the GIF; a link answers 404). A genuine one's hit goes to the node's spool
 existence and state and the campaign's tracking switches are applied by the drain that
 stores it (tracking/ingest.py). So a link whose delivery was deleted (with its campaign)
 still takes the reader to the target its token signs, and nothing is kept of the click:
-mail already delivered keeps working links, and no unsigned target is ever followed.
+mail already delivered keeps working links, and no unsigned target is ever followed. A
+token naming a delivery that was never made (an id above the newest) answers 404.
 
 `tracking_answer` works on the environ alone, so that it can run both in front of Django
 (tracking/middleware.py: the WSGI entry point answers these paths before Django builds a
@@ -39,7 +40,7 @@ from django.utils.encoding import iri_to_uri
 
 from accounts.request_ip import client_ip
 from sending import links
-from sending.models import SendingDomain
+from sending.models import Delivery, SendingDomain
 from tracking.ingest import CLICK, OPEN, Hit
 from tracking.spool import hit_spool
 
@@ -213,12 +214,42 @@ def _open(environ: Mapping[str, str], token: str) -> Answer:
     return _PIXEL_ANSWER
 
 
+# The newest delivery id this process has seen.
+_newest_delivery = 0
+_NEWEST_DELIVERY_SQL = (
+    "SELECT pg_sequence_last_value(pg_get_serial_sequence("
+    f"'{Delivery._meta.db_table}', '{Delivery._meta.pk.column}'))"
+)
+
+
+def _is_delivery_issued(delivery_id: int) -> bool:
+    """Whether a delivery with this id was ever made (and perhaps deleted since): ids come
+    from a sequence that only grows, so a token naming an id above its last value is for
+    a delivery that never existed here (another installation with the same key, a test).
+    Looked up only when a token names a newer delivery than the process has seen, which
+    takes the key to make up."""
+    global _newest_delivery
+    if delivery_id <= _newest_delivery:
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(_NEWEST_DELIVERY_SQL)
+        (newest,) = cursor.fetchone()
+    newest = newest or 0
+    _newest_delivery = max(_newest_delivery, newest)
+    if not connection.in_atomic_block:
+        connection.close()  # as in tracking_hosts: nothing else closes it here
+    return delivery_id <= newest
+
+
 def _click(environ: Mapping[str, str], token: str) -> Answer:
-    """A redirect to the signed target of a genuine token; 404 otherwise."""
+    """A redirect to the signed target of a genuine token of a delivery that was made;
+    404 otherwise."""
     read = links.click_read(token) if len(token) <= MAX_TOKEN else None
     if read is None or not _is_safe_target(read[1]):
         return _NOT_FOUND
     delivery_id, url = read
+    if not _is_delivery_issued(delivery_id):
+        return _NOT_FOUND
     hit_spool(_hit(environ, kind=CLICK, delivery_id=delivery_id, url=url))
     return Answer(
         302,

@@ -258,6 +258,7 @@ def test_a_verified_tracking_host_is_admitted(delivery, campaign, django_assert_
     )
     branded = Client(HTTP_HOST="go.shop.example")
     assert_pixel(branded.get(pixel_path(delivery.pk)))
+    assert branded.get(click_path(delivery.pk)).status_code == 302  # the newest delivery read
     with django_assert_num_queries(0):  # the hosts are cached
         response = branded.get(click_path(delivery.pk))
     assert (response.status_code, response["Location"]) == (302, TARGET)
@@ -268,7 +269,7 @@ def test_a_verified_tracking_host_is_admitted(delivery, campaign, django_assert_
     assert Client(HTTP_HOST="links.broken.example").get(pixel_path(delivery.pk)).status_code == (
         200
     )
-    assert [kind for _, kind, *_ in recorded()] == ["open", "click", "click", "open"]
+    assert [kind for _, kind, *_ in recorded()] == ["open", "click", "click", "click", "open"]
 
 
 def test_tracking_hosts_are_read_again_after_the_cache_time(delivery, campaign, settings):
@@ -293,6 +294,19 @@ def test_a_campaign_that_does_not_track_records_nothing_but_links_still_work(cli
     assert (response.status_code, response["Location"]) == (302, TARGET)
     assert recorded() == []
     assert not DeliveryActivity.objects.exists()
+
+
+def test_a_link_of_a_delivery_never_made_is_refused(client, delivery, django_assert_num_queries):
+    with django_assert_num_queries(1):  # the newest delivery, looked up once
+        response = client.get(click_path(delivery.pk + 1000))
+    assert response.status_code == 404
+    assert "Location" not in response
+    newer = delivery_make(delivery.campaign)  # made since: looked up again, and followed
+    response = client.get(click_path(newer.pk))
+    assert (response.status_code, response["Location"]) == (302, TARGET)
+    with django_assert_num_queries(0):  # known now
+        assert client.get(click_path(delivery.pk)).status_code == 302
+    assert [delivery_id for delivery_id, *_ in recorded()] == [newer.pk, delivery.pk]
 
 
 def test_a_deleted_deliverys_links_still_reach_their_signed_target_and_record_nothing(
