@@ -60,7 +60,7 @@ CONNECTION_CHECK_SECONDS = 5.0
 
 
 def hit_line(hit: Hit) -> bytes:
-    """The hit as the buffer's row (`hit_row`), in JSON, on a line of its own."""
+    """The hit as the buffer's row (`hit_row_json`), on a line of its own."""
     return (hit_row_json(hit) + "\n").encode()
 
 

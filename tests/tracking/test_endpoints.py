@@ -91,7 +91,7 @@ def assert_pixel(response) -> None:
 
 
 def test_the_pixel_is_the_gif_and_records_one_open(client, delivery, django_assert_num_queries):
-    with django_assert_num_queries(0):  # the request's own: the writer's batch does the rest
+    with django_assert_num_queries(0):  # none on the request: the spool's flusher buffers it
         response = client.get(pixel_path(delivery.pk))
     assert_pixel(response)
     assert recorded() == [(delivery.pk, "open", "", "GET", "")]
